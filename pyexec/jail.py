@@ -297,48 +297,54 @@ class Jail:
         return pending
 
     def _finish(self, record: RunRecord, kill_now: bool) -> None:
-        """Kill whatever is left of the jail and reap nsjail with its rusage."""
+        """Stop whatever is left of the jail and reap nsjail with its rusage."""
         assert self.proc is not None
-        proc = self.proc
-        if proc.returncode is None:
-            try:
-                # Gives the runner a moment to exit on its own after reporting.
-                _, status, usage = self._wait4(timeout=0 if kill_now else 2.0)
-            except TimeoutError:
-                self.kill()
-                _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            record.cpu_seconds = usage.ru_utime + usage.ru_stime
-        record.exit_code = proc.returncode
+        if kill_now:
+            self.kill()
+        status, usage = self._reap(grace=2.0)
+        record.cpu_seconds = usage.ru_utime + usage.ru_stime
+        record.exit_code = self.proc.returncode
         record.log = bytes(self._log)
         self.close()
 
-    def _wait4(self, timeout: float) -> tuple[int, int, resource.struct_rusage]:
+    def _reap(self, grace: float) -> tuple[int, resource.struct_rusage]:
+        """Wait for nsjail; after ``grace`` s stop it, and SIGKILL it if it lingers."""
         assert self.proc is not None
-        deadline = time.monotonic() + timeout
+        pid = self.proc.pid
+        start = time.monotonic()
+        stage = 0
         while True:
-            pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
-            if pid:
-                return pid, status, usage
-            if time.monotonic() >= deadline:
-                raise TimeoutError
+            done, status, usage = os.wait4(pid, os.WNOHANG)
+            if done:
+                self.proc.returncode = os.waitstatus_to_exitcode(status)
+                return status, usage
+            waited = time.monotonic() - start
+            if stage == 0 and waited >= grace:
+                self.kill()
+                stage = 1
+            elif stage == 1 and waited >= grace + 5:
+                os.killpg(pid, signal.SIGKILL)  # nsjail itself is stuck
+                stage = 2
             time.sleep(0.002)
 
     def kill(self) -> None:
-        """Kill nsjail; its PR_SET_PDEATHSIG and the pid namespace take the jail down."""
+        """Ask nsjail to end the jail: on SIGTERM it kills and reaps every jailed process.
+
+        Reaping the jail's init only completes once every process in its pid
+        namespace is gone, so when nsjail exits nothing of the jail is left.
+        """
         if self.proc is not None and self.proc.returncode is None:
             try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                os.kill(self.proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
 
     def close(self) -> None:
         """Kill (if still running), reap and release every fd. Safe to call twice."""
-        self.kill()
         if self.proc is not None:
             if self.proc.returncode is None:
-                _, status, _ = os.wait4(self.proc.pid, 0)
-                self.proc.returncode = os.waitstatus_to_exitcode(status)
+                self.kill()
+                self._reap(grace=5.0)
             for stream in (self.proc.stdout, self.proc.stderr):
                 if stream is not None:
                     stream.close()

@@ -260,7 +260,7 @@ def _load_main(source: str) -> Any:
     namespace: dict[str, Any] = {"__name__": "__script__", "__builtins__": __builtins__}
     try:
         exec(code, namespace)
-    except BaseException as exc:  # noqa: BLE001 - every failure becomes a report
+    except BaseException as exc:
         raise _exception_report(exc, "while loading the script") from None
     if "main" not in namespace:
         raise Report("no_main", "The script does not define a function named main().")
@@ -295,7 +295,7 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
     main = _load_main(request["script"])
     try:
         value = main()
-    except BaseException as exc:  # noqa: BLE001 - every failure becomes a report
+    except BaseException as exc:
         raise _exception_report(exc, "in main()") from None
     if inspect.isgenerator(value):
         raise Report(
@@ -348,13 +348,13 @@ def main() -> None:
         report = _run(request)
     except Report as failure:
         report = failure.payload
-    except BaseException as exc:  # noqa: BLE001 - e.g. RecursionError in _to_json
+    except BaseException as exc:
         report = _exception_report(exc, "while checking the result").payload
     data = _encode(report, max_result_bytes)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except Exception:  # noqa: BLE001, S110 - the script may have closed it
+        except Exception:
             pass
     try:
         _write_all(result_fd, data)

@@ -1,0 +1,25 @@
+# pyexec: `make run` starts the service, `make test` runs every check.
+# Both set up what they need first (scripts/setup.sh; quick when already done).
+
+PORT ?= 8080
+VENV := .venv/bin
+
+.PHONY: setup run test lint typecheck pytest
+
+setup:
+	@scripts/setup.sh
+
+run: setup
+	$(VENV)/functions-framework --target=handle --source=main.py --host=0.0.0.0 --port=$(PORT)
+
+lint: setup
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+
+typecheck: setup
+	$(VENV)/mypy
+
+pytest: setup
+	$(VENV)/pytest
+
+test: lint typecheck pytest

@@ -1,0 +1,73 @@
+"""functions-framework entrypoint: routing only; the logic lives in pyexec.api.
+
+Run: ``functions-framework --target=handle --source=main.py --port=8080``
+(``make run`` does this after setting everything up).
+
+Endpoints
+---------
+``POST /execute`` with ``Content-Type: application/json`` and ``{"script": "<source>"}``.
+The script must define ``main()``; it runs once in a fresh nsjail jail.
+
+- 200 ``{"result": <main()'s JSON value>, "stdout": "<printed text>"}``
+- 400 ``{"error": "...", "kind": "...", "stdout": "...", ...}``: a bad request
+  (``bad_request``, ``invalid_json``) or a script that failed; ``kind`` is one of
+  ``syntax_error, exception, no_main, main_not_callable, main_async, main_signature,
+  invalid_result, result_too_large, exited, crashed, timeout, cpu_limit,
+  memory_limit, output_limit, file_size_limit`` (README has the table).
+- 404 unknown path, 405 wrong method (with ``Allow``), 413 body over the limit,
+  415 body not JSON, 503 ``sandbox_unavailable`` when the jail cannot run here,
+  500 ``internal_error`` only for a fault of the service itself.
+
+``GET /healthz``: 200 ``{"status": "ok"}`` only when a real sandboxed run works
+(checked once at start-up, cached), else 503 with the reason.
+
+Every body is JSON and matches a schema in ``schemas/``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import flask
+import functions_framework
+from werkzeug.exceptions import HTTPException
+
+from pyexec import api
+from pyexec.bodylimit import BodyLimit
+from pyexec.settings import load_settings
+
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+SETTINGS = load_settings()
+SERVICE = api.Service(SETTINGS)
+ROUTES = {
+    "/execute": (("POST",), SERVICE.execute),
+    "/healthz": (("GET", "HEAD"), lambda _request: SERVICE.healthz()),
+}
+
+# functions-framework executes this module inside its Flask app's context.
+flask.current_app.wsgi_app = BodyLimit(  # type: ignore[method-assign]
+    flask.current_app.wsgi_app, SETTINGS.max_body_bytes
+)
+
+
+@functions_framework.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> flask.Response:
+    return api.to_response(api.http_error(exc, SETTINGS.max_body_bytes))
+
+
+@functions_framework.errorhandler(Exception)
+def _unexpected(exc: Exception) -> flask.Response:
+    logging.getLogger("pyexec").exception("unhandled error")
+    return api.to_response(api.internal_error())
+
+
+@functions_framework.http
+def handle(request: flask.Request) -> flask.Response:
+    """Route by path and method; see the module docstring for the API."""
+    route = ROUTES.get(request.path.rstrip("/") or "/")
+    if route is None:
+        return api.to_response(api.not_found())
+    methods, endpoint = route
+    if request.method not in methods:
+        return api.to_response(api.method_not_allowed(request.path, methods))
+    return api.to_response(endpoint(request))

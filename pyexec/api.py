@@ -1,0 +1,125 @@
+"""The HTTP endpoints' logic, independent of routing: parse, validate, execute, answer.
+
+main.py routes requests here. Every answer is an Outcome whose body matches one
+of the schemas in schemas/; nothing here ever puts service internals in a body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import flask
+from werkzeug.exceptions import HTTPException
+
+from pyexec.executor import Executor
+from pyexec.outcome import Outcome, error
+from pyexec.schemas import RequestError, RequestValidator
+from pyexec.settings import Settings
+
+log = logging.getLogger("pyexec")
+
+# HTTP status -> kind, for errors raised by Flask/Werkzeug themselves.
+HTTP_KINDS = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+class Service:
+    """The service's endpoints over one Executor and one RequestValidator."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.executor = Executor(settings)
+        self.validator = RequestValidator(settings.max_script_chars)
+
+    def execute(self, request: flask.Request) -> Outcome:
+        """POST /execute: run the body's script and answer with its outcome."""
+        if not request.is_json:
+            return error(
+                415,
+                "unsupported_media_type",
+                "Send the request body as JSON with 'Content-Type: application/json'.",
+            )
+        raw = request.get_data(cache=False)
+        try:
+            body: Any = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(
+                exc, json.JSONDecodeError
+            ) else ""
+            return error(400, "invalid_json", f"The request body is not valid JSON{where}.")
+        try:
+            script = self.validator.validate(body)
+        except RequestError as exc:
+            return error(400, "bad_request", str(exc))
+        return self.executor.run(script)
+
+    def healthz(self) -> Outcome:
+        """GET /healthz: 200 only when a real sandboxed run works (checked once)."""
+        health = self.executor.health()
+        if health.ok:
+            return Outcome(200, {"status": "ok", "cgroups": health.cgroups})
+        return error(
+            503,
+            "sandbox_unavailable",
+            "The sandbox cannot run scripts on this instance; see the service log.",
+        )
+
+
+def not_found() -> Outcome:
+    """404 for any path but the service's own."""
+    return error(
+        404, "not_found", "Unknown path; the service answers POST /execute and GET /healthz."
+    )
+
+
+def method_not_allowed(path: str, allowed: tuple[str, ...]) -> Outcome:
+    """405 naming the methods the path takes, with the Allow header."""
+    names = ", ".join(allowed)
+    return Outcome(
+        405,
+        {
+            "error": f"{path} accepts {names} only.",
+            "kind": "method_not_allowed",
+            "allowed": list(allowed),
+        },
+        (("Allow", names),),
+    )
+
+
+def http_error(exc: HTTPException, max_body_bytes: int) -> Outcome:
+    """A JSON body for an error Flask raised itself (404, 413, ...)."""
+    status = exc.code or 500
+    if status == 404:
+        return not_found()
+    if status == 413:
+        return error(
+            413,
+            "body_too_large",
+            f"The request body is larger than the limit of {max_body_bytes} bytes.",
+        )
+    kind = HTTP_KINDS.get(status, "bad_request" if status < 500 else "internal_error")
+    return error(status, kind, exc.description or exc.name)
+
+
+def internal_error() -> Outcome:
+    """The only 500 body: no paths, logs or tracebacks."""
+    return error(500, "internal_error", "The service failed to handle this request.")
+
+
+def to_response(outcome: Outcome) -> flask.Response:
+    """Serialize an Outcome as a JSON response."""
+    response = flask.Response(
+        json.dumps(outcome.body, ensure_ascii=False),
+        status=outcome.status,
+        mimetype="application/json",
+    )
+    for name, value in outcome.headers:
+        response.headers[name] = value
+    return response

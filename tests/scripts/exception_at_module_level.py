@@ -1,0 +1,7 @@
+import json
+
+value = json.loads("{not json")
+
+
+def main():
+    return value

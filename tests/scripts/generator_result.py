@@ -1,0 +1,2 @@
+def main():
+    yield 1

@@ -1,0 +1,2 @@
+def main(x, y):
+    return x + y

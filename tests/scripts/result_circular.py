@@ -1,0 +1,4 @@
+def main():
+    items = []
+    items.append(items)
+    return items

@@ -1,0 +1,6 @@
+import ctypes
+
+
+def main():
+    print("crashing", flush=True)
+    ctypes.string_at(0)

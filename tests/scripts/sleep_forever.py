@@ -1,0 +1,6 @@
+import time
+
+
+def main():
+    print("going to sleep", flush=True)
+    time.sleep(3600)

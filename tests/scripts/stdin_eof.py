@@ -1,0 +1,6 @@
+def main():
+    try:
+        input()
+    except EOFError:
+        return "eof"
+    return "read something"

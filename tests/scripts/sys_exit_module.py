@@ -1,0 +1,7 @@
+import sys
+
+sys.exit("bye")
+
+
+def main():
+    return 1

@@ -1,0 +1,231 @@
+"""Adversarial tests: each hostile script gets its specific outcome, and nothing survives it.
+
+Every test here uses ``leaves_nothing_behind``: afterwards no process of the jail
+uid or nsjail is alive, and the service still answers a normal request.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from flask.testing import FlaskClient
+
+from tests.conftest import CANARY, PROJECT_DIR, Api, check_schema, script
+
+pytestmark = pytest.mark.usefixtures("leaves_nothing_behind")
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    """A real TCP listener on the host's loopback, standing in for the service port."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    accepted: list[socket.socket] = []
+    server.settimeout(0.2)
+
+    def accept() -> None:
+        try:
+            accepted.append(server.accept()[0])
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    yield server.getsockname()[1]
+    thread.join()
+    server.close()
+    assert accepted == [], "the jail reached a port on the host's loopback"
+
+
+def test_no_network_at_all(api: Api, listening_port: int) -> None:
+    status, body = api.run_file("net_outbound", PORT=str(listening_port))
+    assert status == 200
+    result = body["result"]
+    # seccomp refuses every socket family except AF_UNIX; the empty network
+    # namespace stands behind it.
+    for attempt in ("public_ip", "metadata", "loopback_service", "udp", "ipv6", "raw", "netlink"):
+        assert result[attempt] in ("PermissionError", "URLError"), attempt
+    assert result["dns"] in ("gaierror", "PermissionError")
+    assert result["unix_pair"] == "CONNECTED"
+
+
+def test_no_secrets_environment_or_service_files(api: Api) -> None:
+    status, body = api.run_file(
+        "secrets_and_env",
+        SERVICE_MAIN=str(PROJECT_DIR / "main.py"),
+        SERVICE_DIR=str(PROJECT_DIR),
+    )
+    assert status == 200
+    result = body["result"]
+    assert CANARY not in str(result)
+    assert set(result["environ"]) <= {
+        "PATH", "HOME", "LANG", "PYTHONIOENCODING", "PYTHONDONTWRITEBYTECODE", "MPLCONFIGDIR",
+        "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+        "LC_CTYPE",
+    }
+    assert result["environ"]["OPENBLAS_NUM_THREADS"] == "1"
+    assert result["shadow"] == "FileNotFoundError"
+    assert result["passwd"] == "FileNotFoundError"
+    assert result["service_main"] == "FileNotFoundError"
+    assert result["service_dir_exists"] is False
+    assert result["root_entries"] == ["bin", "dev", "lib", "lib64", "opt", "proc", "tmp", "usr"]
+    assert result["opt_entries"] == ["sandbox"]
+    assert (result["uid"], result["gid"]) == (65534, 65534)
+    for line in result["cap_lines"]:
+        if not line.startswith("CapBnd"):
+            assert line.split()[1] == "0000000000000000", line
+    assert result["proc_pids"] == [1]
+    assert result["sys_exists"] is False
+    assert result["hostname"] == "pyexec"
+
+
+def test_nothing_outside_tmp_is_writable(api: Api) -> None:
+    status, body = api.run_file("write_outside_tmp")
+    assert status == 200
+    for target, outcome in body["result"].items():
+        assert outcome in ("OSError", "PermissionError", "FileNotFoundError"), target
+
+
+def test_no_state_passes_from_one_request_to_the_next(api: Api) -> None:
+    status, body = api.run_file("state_write")
+    assert (status, body["result"]) == (200, ["leftover.txt"])
+    status, body = api.run_file("state_read")
+    assert (status, body["result"]) == (200, {"tmp": [], "shm": [], "env": None, "builtin": None})
+
+
+def test_background_processes_die_with_the_request(api: Api) -> None:
+    status, body = api.run_file("background_process")
+    assert (status, body["result"]) == (200, "started")
+    # leaves_nothing_behind checks that the detached children are gone.
+
+
+def test_fork_bomb_is_contained(api: Api, app_client: FlaskClient) -> None:
+    outcomes: dict[str, tuple[int, dict[str, object]]] = {}
+
+    def bomb() -> None:
+        outcomes["bomb"] = api.run_file("fork_bomb")
+
+    thread = threading.Thread(target=bomb)
+    thread.start()
+    # Another request is served while the bomb runs.
+    neighbour = Api(app_client.application.test_client())
+    assert neighbour.run_file("hello")[0] == 200
+    thread.join()
+    status, body = outcomes["bomb"]
+    assert status == 400
+    assert body["kind"] in ("timeout", "cpu_limit")
+
+
+def test_thread_bomb_hits_the_process_limit(api: Api) -> None:
+    status, body = api.run_file("thread_bomb")
+    assert status == 200
+    assert body["result"]["started"] < 128
+    assert "can't start new thread" in body["result"]["error"]
+
+
+@pytest.mark.parametrize("name", ["memory_bomb_python", "memory_bomb_numpy"])
+def test_memory_bomb_is_memory_limit(api: Api, name: str) -> None:
+    status, body = api.run_file(name)
+    assert status == 400
+    assert body["kind"] == "memory_limit"
+    assert "256 MB" in body["error"] or "MemoryError" in body["error"]
+
+
+def test_memory_bomb_in_a_child_process_only_kills_the_child(api: Api) -> None:
+    status, body = api.run_file("memory_bomb_child")
+    assert status == 200
+    assert body["result"]["child_returncode"] == -9
+
+
+def test_infinite_loop_is_stopped(api: Api) -> None:
+    status, body = api.run_file("infinite_loop")
+    assert status == 400
+    assert body["kind"] in ("cpu_limit", "timeout")
+
+
+def test_cpu_limit_holds_when_sigxcpu_is_ignored(api: Api) -> None:
+    status, body = api.run_file("sigxcpu_ignored")
+    assert status == 400
+    assert body["kind"] == "cpu_limit"
+    assert "CPU time limit of 2 s" in body["error"]
+
+
+def test_sleep_is_a_timeout_with_stdout_kept(api: Api) -> None:
+    status, body = api.run_file("sleep_forever")
+    assert status == 400
+    assert body["kind"] == "timeout"
+    assert body["error"] == "The script did not finish within its time limit of 4 s."
+    assert body["stdout"] == "going to sleep\n"
+
+
+def test_stdout_flood_is_cut_at_the_limit(api: Api) -> None:
+    status, body = api.run_file("stdout_flood")
+    assert status == 400
+    assert body["kind"] == "output_limit"
+    assert body["stdout_truncated"] is True
+    assert len(body["stdout"].encode()) == 1024 * 1024
+    assert body["stdout"].startswith("flood flood")
+
+
+def test_stderr_flood_does_not_block_the_script(api: Api) -> None:
+    assert api.run_file("stderr_flood") == (200, {"result": "survived", "stdout": ""})
+
+
+def test_huge_result_is_refused(api: Api) -> None:
+    status, body = api.run_file("huge_result")
+    assert status == 400
+    assert body["kind"] == "result_too_large"
+    assert "limit is 1048576 bytes" in body["error"]
+
+
+def test_disk_fill_stops_at_the_tmpfs_size(api: Api) -> None:
+    status, body = api.run_file("disk_fill")
+    assert status == 400
+    assert body["kind"] == "exception"
+    assert body["exception"]["type"] == "OSError"
+    assert "No space left on device" in body["error"]
+
+
+def test_file_size_limit(api: Api) -> None:
+    status, body = api.run_file("big_file")
+    assert status == 400
+    assert body["kind"] == "file_size_limit"
+
+
+def test_killing_pid_1_or_the_parent_harms_nothing(api: Api) -> None:
+    status, body = api.run_file("self_sigkill_stays_alive")
+    assert status == 200
+    assert body["result"] == {"pid": 1, "ppid": 0, "alive": True}
+
+
+def test_escape_syscalls_are_denied(api: Api) -> None:
+    status, body = api.run_file("escape_syscalls")
+    assert status == 200
+    result = body["result"]
+    for name in ("unshare_user", "unshare_net", "unshare_ns", "mount", "chroot", "keyctl",
+                 "bpf", "io_uring_setup", "perf_event_open", "ptrace"):
+        assert result[name] == "EPERM", name
+    assert result["clone3"] == "ENOSYS"
+    # uid 0 does not exist in the jail's user namespace at all.
+    assert result["setuid0"] == "EINVAL"
+    assert result["os_setuid"] == "EINVAL"
+
+
+def test_concurrent_requests_each_get_their_own_result(app_client: FlaskClient) -> None:
+    def one(index: int) -> tuple[int, dict[str, object]]:
+        client = app_client.application.test_client()
+        response = client.post("/execute", json={"script": script("concurrent_echo", TOKEN=f"t{index}")})
+        body = response.get_json()
+        check_schema(response.status_code, body) if response.status_code != 200 else None
+        return response.status_code, body
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(one, range(20)))
+    for index, (status, body) in enumerate(answers):
+        assert status == 200
+        assert body == {"result": {"token": f"t{index}", "files": ["token"]}, "stdout": f"t{index}"}
