@@ -39,6 +39,7 @@ from pyexec.settings import load_settings
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 SETTINGS = load_settings()
 SERVICE = api.Service(SETTINGS)
+SERVICE.start()
 ROUTES = {
     "/execute": (("POST",), SERVICE.execute),
     "/healthz": (("GET", "HEAD"), lambda _request: SERVICE.healthz()),
@@ -50,15 +51,17 @@ flask.current_app.wsgi_app = BodyLimit(  # type: ignore[method-assign]
 )
 
 
-@functions_framework.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> flask.Response:
     return api.to_response(api.http_error(exc, SETTINGS.max_body_bytes))
 
 
-@functions_framework.errorhandler(Exception)
 def _unexpected(exc: Exception) -> flask.Response:
     logging.getLogger("pyexec").exception("unhandled error")
     return api.to_response(api.internal_error())
+
+
+flask.current_app.register_error_handler(HTTPException, _http_error)
+flask.current_app.register_error_handler(Exception, _unexpected)
 
 
 @functions_framework.http

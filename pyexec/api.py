@@ -7,7 +7,7 @@ of the schemas in schemas/; nothing here ever puts service internals in a body.
 from __future__ import annotations
 
 import json
-import logging
+import threading
 from typing import Any
 
 import flask
@@ -17,8 +17,6 @@ from pyexec.executor import Executor
 from pyexec.outcome import Outcome, error
 from pyexec.schemas import RequestError, RequestValidator
 from pyexec.settings import Settings
-
-log = logging.getLogger("pyexec")
 
 # HTTP status -> kind, for errors raised by Flask/Werkzeug themselves.
 HTTP_KINDS = {
@@ -38,6 +36,10 @@ class Service:
         self.executor = Executor(settings)
         self.validator = RequestValidator(settings.max_script_chars)
 
+    def start(self) -> None:
+        """Run the sandbox self-test now, in the background, so /healthz is ready early."""
+        threading.Thread(target=self.executor.health, name="self-test", daemon=True).start()
+
     def execute(self, request: flask.Request) -> Outcome:
         """POST /execute: run the body's script and answer with its outcome."""
         if not request.is_json:
@@ -50,9 +52,11 @@ class Service:
         try:
             body: Any = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
-            where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(
-                exc, json.JSONDecodeError
-            ) else ""
+            where = (
+                f" (line {exc.lineno}, column {exc.colno})"
+                if isinstance(exc, json.JSONDecodeError)
+                else ""
+            )
             return error(400, "invalid_json", f"The request body is not valid JSON{where}.")
         try:
             script = self.validator.validate(body)

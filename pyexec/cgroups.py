@@ -12,6 +12,7 @@ reported by ``/healthz``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,10 +67,9 @@ def _prepare_v2(parent: str) -> CgroupSupport:
         leaf = base / f"{parent}-service"
         leaf.mkdir(exist_ok=True)
         for pid in (base / "cgroup.procs").read_text().split():
-            try:
+            # A process may have exited meanwhile, or be a kernel thread.
+            with contextlib.suppress(OSError):
                 (leaf / "cgroup.procs").write_text(pid)
-            except OSError:
-                pass  # a process that exited meanwhile, or a kernel thread
         _enable_v2_controllers(base)
     jails = base / parent
     jails.mkdir(exist_ok=True)

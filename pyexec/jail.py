@@ -7,6 +7,7 @@ flags, the fds it passes and the runner command. A Jail is used once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -84,9 +85,7 @@ def _rlimit_args(settings: Settings, cgroups: CgroupSupport) -> list[str]:
 class Jail:
     """A single-use jail. ``start`` then ``wait_ready`` then ``run``; ``kill`` any time."""
 
-    def __init__(
-        self, settings: Settings, cgroups: CgroupSupport, preimport: str = ""
-    ) -> None:
+    def __init__(self, settings: Settings, cgroups: CgroupSupport, preimport: str = "") -> None:
         self.settings = settings
         self.cgroups = cgroups
         self.preimport = preimport
@@ -101,9 +100,7 @@ class Jail:
 
     def _argv(self, control_r: int, result_w: int, log_w: int) -> list[str]:
         settings = self.settings
-        backstop = int(
-            settings.startup_timeout_seconds + settings.timeout_seconds + 5
-        )
+        backstop = int(settings.startup_timeout_seconds + settings.timeout_seconds + 5)
         return [
             settings.nsjail_path,
             "--config",
@@ -161,7 +158,9 @@ class Jail:
 
     def wait_ready(self, timeout: float) -> None:
         """Block until the runner reports ready, or raise JailStartError."""
-        assert self.proc is not None and self.proc.stdout and self.proc.stderr
+        assert self.proc is not None
+        assert self.proc.stdout
+        assert self.proc.stderr
         deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as selector:
             selector.register(self._result_r, selectors.EVENT_READ)
@@ -198,18 +197,18 @@ class Jail:
         """nsjail's own log lines so far (for operators and service logs only)."""
         if self._log_r >= 0:
             os.set_blocking(self._log_r, False)
-            try:
+            with contextlib.suppress(OSError):
                 self._read_log()
-            except OSError:
-                pass
         lines = bytes(self._log).decode("utf-8", "replace").strip().splitlines()
         wanted = [line for line in lines if "[E]" in line or "[F]" in line or "[W]" in line]
         return " | ".join((wanted or lines)[-5:]) or "no log"
 
     def run(self, script: str, cpu_seconds: int | None = None) -> RunRecord:
         """Hand the script over and collect everything until the jail is gone."""
-        assert self._ready and self.proc is not None
-        assert self.proc.stdout is not None and self.proc.stderr is not None
+        assert self._ready
+        assert self.proc is not None
+        assert self.proc.stdout is not None
+        assert self.proc.stderr is not None
         settings = self.settings
         record = self._record
         record.limits = {
@@ -301,7 +300,7 @@ class Jail:
         assert self.proc is not None
         if kill_now:
             self.kill()
-        status, usage = self._reap(grace=2.0)
+        _status, usage = self._reap(grace=2.0)
         record.cpu_seconds = usage.ru_utime + usage.ru_stime
         record.exit_code = self.proc.returncode
         record.log = bytes(self._log)
@@ -334,10 +333,8 @@ class Jail:
         namespace is gone, so when nsjail exits nothing of the jail is left.
         """
         if self.proc is not None and self.proc.returncode is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
     def close(self) -> None:
         """Kill (if still running), reap and release every fd. Safe to call twice."""

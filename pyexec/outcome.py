@@ -28,8 +28,19 @@ RUNNER_KINDS = frozenset(
 )
 # Fields a runner report may add to an error body.
 REPORT_FIELDS = frozenset(
-    {"exception", "traceback", "traceback_text", "line", "column", "code", "path",
-     "type", "exit_code", "size_bytes", "limit_bytes"}
+    {
+        "exception",
+        "traceback",
+        "traceback_text",
+        "line",
+        "column",
+        "code",
+        "path",
+        "type",
+        "exit_code",
+        "size_bytes",
+        "limit_bytes",
+    }
 )
 SIGKILL_EXIT = 128 + signal.SIGKILL
 SIGXCPU_EXIT = 128 + signal.SIGXCPU
@@ -65,9 +76,12 @@ def _parse_report(record: RunRecord) -> dict[str, Any] | None:
         return None
     if report.get("status") == "ok" and "result" in report:
         return report
-    if report.get("status") == "error" and report.get("kind") in RUNNER_KINDS:
-        if isinstance(report.get("error"), str):
-            return report
+    if (
+        report.get("status") == "error"
+        and report.get("kind") in RUNNER_KINDS
+        and isinstance(report.get("error"), str)
+    ):
+        return report
     return None
 
 

@@ -19,6 +19,7 @@ The result never travels on stdout, so whatever the script prints is returned
 byte-exact and cannot be mistaken for a result.
 """
 
+import contextlib
 import inspect
 import json
 import linecache
@@ -50,7 +51,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _read_all(fd: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         chunk = os.read(fd, 1 << 16)
         if not chunk:
@@ -83,8 +84,7 @@ def _exception_report(exc: BaseException, phase: str) -> Report:
             status = 0 if code is None else code
             return Report(
                 "exited",
-                f"The script called sys.exit({status}) {phase} instead of returning "
-                "from main().",
+                f"The script called sys.exit({status}) {phase} instead of returning from main().",
                 exit_code=status,
             )
         return Report(
@@ -174,9 +174,7 @@ def _to_json(value: Any) -> Any:
             return convert(plain, path, depth)
         if isinstance(item, (list, tuple, dict)):
             if id(item) in active:
-                raise Report(
-                    "invalid_result", f"{path} contains itself (a circular reference)."
-                )
+                raise Report("invalid_result", f"{path} contains itself (a circular reference).")
             active.add(id(item))
             try:
                 if isinstance(item, dict):
@@ -194,8 +192,7 @@ def _to_json(value: Any) -> Any:
                         out[key] = convert(sub, f"{path}[{key!r}]", depth + 1)
                     return out
                 return [
-                    convert(sub, f"{path}[{index}]", depth + 1)
-                    for index, sub in enumerate(item)
+                    convert(sub, f"{path}[{index}]", depth + 1) for index, sub in enumerate(item)
                 ]
             finally:
                 active.discard(id(item))
@@ -285,8 +282,7 @@ def _load_main(source: str) -> Any:
     except TypeError:
         raise Report(
             "main_signature",
-            f"main{signature} needs arguments, but it is called with none; "
-            "define `def main():`.",
+            f"main{signature} needs arguments, but it is called with none; define `def main():`.",
         ) from None
     return main
 
@@ -309,16 +305,13 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _encode(report: dict[str, Any], max_bytes: int) -> bytes:
-    data = json.dumps(report, ensure_ascii=False, allow_nan=False).encode(
-        "utf-8", "surrogatepass"
-    )
+    data = json.dumps(report, ensure_ascii=False, allow_nan=False).encode("utf-8", "surrogatepass")
     if len(data) > max_bytes:
         if report.get("status") == "ok":
             return _encode(
                 Report(
                     "result_too_large",
-                    f"main() returned {len(data)} bytes of JSON; the limit is "
-                    f"{max_bytes} bytes.",
+                    f"main() returned {len(data)} bytes of JSON; the limit is {max_bytes} bytes.",
                     size_bytes=len(data),
                     limit_bytes=max_bytes,
                 ).payload,
@@ -352,14 +345,11 @@ def main() -> None:
         report = _exception_report(exc, "while checking the result").payload
     data = _encode(report, max_result_bytes)
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(Exception):
             stream.flush()
-        except Exception:
-            pass
-    try:
+    # If the script closed or broke the result fd, the service sees no result.
+    with contextlib.suppress(OSError):
         _write_all(result_fd, data)
-    except OSError:
-        pass  # the script closed or broke the result fd: reported as no result
     os._exit(0)
 
 

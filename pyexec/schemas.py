@@ -70,17 +70,16 @@ class RequestValidator:
                 return 'The request body must have a "script" field with Python source.'
             if problem.validator == "additionalProperties":
                 extra = sorted(set(body) - {"script"})
-                return f"Unknown field(s) {', '.join(map(repr, extra))}; only \"script\" is accepted."
-        value = problem.instance
+                return (
+                    f'Unknown field(s) {", ".join(map(repr, extra))}; only "script" is accepted.'
+                )
+        value: Any = problem.instance
         if problem.validator == "type":
             return f'"script" must be a string of Python source, not {_json_type(value)}.'
         if problem.validator == "minLength":
             return '"script" is empty; send Python source that defines main().'
         if problem.validator == "maxLength":
-            return (
-                f'"script" has {len(value)} characters; the limit is '
-                f"{self.max_script_chars}."
-            )
+            return f'"script" has {len(value)} characters; the limit is {self.max_script_chars}.'
         if problem.validator == "pattern":
             return '"script" contains a null byte (\\u0000), which Python source cannot contain.'
         return f"The request does not match the request schema: {problem.message}."

@@ -1,8 +1,7 @@
-"""Shared fixtures: the real app (functions-framework over main.py) and script helpers.
+"""Fixtures: the real app (functions-framework over main.py) and a clean-up check.
 
 Tests talk to the service only through HTTP via functions-framework's Flask app,
-and every script runs in a real nsjail jail. Each response is validated against
-its JSON Schema in schemas/ before a test sees it.
+and every script runs in a real nsjail jail.
 """
 
 from __future__ import annotations
@@ -10,70 +9,28 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import functions_framework
 import pytest
 from flask.testing import FlaskClient
-from jsonschema import Draft202012Validator
 
-from pyexec.schemas import load_schema
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-SCRIPTS_DIR = Path(__file__).resolve().parent / "scripts"
-CANARY = "pyexec-canary-5f3a9c"
+from tests.support import CANARY, PROJECT_DIR, Api
 
 # Short limits keep the limit tests quick; set before main.py reads them.
 os.environ.setdefault("PYEXEC_TIMEOUT", "4")
 os.environ.setdefault("PYEXEC_CPU_SECONDS", "2")
+# A secret in the service's environment that no script may see.
 os.environ["PYEXEC_TEST_CANARY"] = CANARY
-
-
-def script(name: str, **tokens: str) -> str:
-    """The source of tests/scripts/<name>.py with ``__TOKEN__`` placeholders filled."""
-    source = (SCRIPTS_DIR / f"{name}.py").read_text(encoding="utf-8")
-    for key, value in tokens.items():
-        source = source.replace(f"__{key}__", value)
-    return source
-
-
-def check_schema(status: int, body: Any) -> None:
-    """Fail unless ``body`` matches the schema for its status."""
-    name = "success" if status == 200 else "error"
-    Draft202012Validator(load_schema(name)).validate(body)
-
-
-class Api:
-    """A thin HTTP client over the app that validates every JSON answer."""
-
-    def __init__(self, client: FlaskClient) -> None:
-        self.client = client
-
-    def post(self, body: Any = None, **kwargs: Any) -> tuple[int, dict[str, Any]]:
-        if body is not None:
-            kwargs["json"] = body
-        response = self.client.post("/execute", **kwargs)
-        assert response.mimetype == "application/json"
-        data = response.get_json()
-        if response.status_code != 200 or "result" in data:
-            check_schema(response.status_code, data)
-        return response.status_code, data
-
-    def run(self, source: str) -> tuple[int, dict[str, Any]]:
-        """POST a script and return (status, validated body)."""
-        return self.post({"script": source})
-
-    def run_file(self, name: str, **tokens: str) -> tuple[int, dict[str, Any]]:
-        """POST tests/scripts/<name>.py."""
-        return self.run(script(name, **tokens))
 
 
 @pytest.fixture(scope="session")
 def app_client() -> FlaskClient:
     """The real service app, created once, as functions-framework creates it."""
-    app = functions_framework.create_app("handle", str(PROJECT_DIR / "main.py"))
-    return app.test_client()
+    app = functions_framework.create_app(  # type: ignore[no-untyped-call]
+        "handle", str(PROJECT_DIR / "main.py")
+    )
+    client: FlaskClient = app.test_client()
+    return client
 
 
 @pytest.fixture

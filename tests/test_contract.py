@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import Api
+from tests.support import Api
 
 
 def test_hello_world(api: Api) -> None:

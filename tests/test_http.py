@@ -10,7 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from tests.conftest import Api, check_schema
+from tests.support import Api, check_schema
 
 
 @pytest.mark.parametrize(
@@ -26,9 +26,7 @@ from tests.conftest import Api, check_schema
         ({"script": "def main(): pass", "timeout": 99}, "Unknown field(s) 'timeout'"),
     ],
 )
-def test_invalid_requests_are_400_with_a_clear_sentence(
-    api: Api, body: Any, phrase: str
-) -> None:
+def test_invalid_requests_are_400_with_a_clear_sentence(api: Api, body: Any, phrase: str) -> None:
     status, data = api.post(body)
     assert status == 400
     assert data["kind"] == "bad_request"
@@ -64,7 +62,7 @@ def test_body_over_limit_is_413_before_reading(app_client: FlaskClient) -> None:
         def read(self, size: int | None = -1) -> bytes:
             raise AssertionError("the body was read")
 
-        readline = read  # type: ignore[assignment]
+        readline = read
 
     environ = EnvironBuilder(
         path="/execute", method="POST", content_type="application/json", data=b"{}"

@@ -6,6 +6,7 @@ uid or nsjail is alive, and the service still answers a normal request.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from flask.testing import FlaskClient
 
-from tests.conftest import CANARY, PROJECT_DIR, Api, check_schema, script
+from tests.support import CANARY, PROJECT_DIR, Api, check_schema, script
 
 pytestmark = pytest.mark.usefixtures("leaves_nothing_behind")
 
@@ -29,10 +30,8 @@ def listening_port() -> Iterator[int]:
     server.settimeout(0.2)
 
     def accept() -> None:
-        try:
+        with contextlib.suppress(OSError):
             accepted.append(server.accept()[0])
-        except OSError:
-            pass
 
     thread = threading.Thread(target=accept)
     thread.start()
@@ -64,8 +63,16 @@ def test_no_secrets_environment_or_service_files(api: Api) -> None:
     result = body["result"]
     assert CANARY not in str(result)
     assert set(result["environ"]) <= {
-        "PATH", "HOME", "LANG", "PYTHONIOENCODING", "PYTHONDONTWRITEBYTECODE", "MPLCONFIGDIR",
-        "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+        "PATH",
+        "HOME",
+        "LANG",
+        "PYTHONIOENCODING",
+        "PYTHONDONTWRITEBYTECODE",
+        "MPLCONFIGDIR",
+        "OPENBLAS_NUM_THREADS",
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
         "LC_CTYPE",
     }
     assert result["environ"]["OPENBLAS_NUM_THREADS"] == "1"
@@ -207,8 +214,18 @@ def test_escape_syscalls_are_denied(api: Api) -> None:
     status, body = api.run_file("escape_syscalls")
     assert status == 200
     result = body["result"]
-    for name in ("unshare_user", "unshare_net", "unshare_ns", "mount", "chroot", "keyctl",
-                 "bpf", "io_uring_setup", "perf_event_open", "ptrace"):
+    for name in (
+        "unshare_user",
+        "unshare_net",
+        "unshare_ns",
+        "mount",
+        "chroot",
+        "keyctl",
+        "bpf",
+        "io_uring_setup",
+        "perf_event_open",
+        "ptrace",
+    ):
         assert result[name] == "EPERM", name
     assert result["clone3"] == "ENOSYS"
     # uid 0 does not exist in the jail's user namespace at all.
@@ -219,7 +236,9 @@ def test_escape_syscalls_are_denied(api: Api) -> None:
 def test_concurrent_requests_each_get_their_own_result(app_client: FlaskClient) -> None:
     def one(index: int) -> tuple[int, dict[str, object]]:
         client = app_client.application.test_client()
-        response = client.post("/execute", json={"script": script("concurrent_echo", TOKEN=f"t{index}")})
+        response = client.post(
+            "/execute", json={"script": script("concurrent_echo", TOKEN=f"t{index}")}
+        )
         body = response.get_json()
         check_schema(response.status_code, body) if response.status_code != 200 else None
         return response.status_code, body
@@ -228,4 +247,7 @@ def test_concurrent_requests_each_get_their_own_result(app_client: FlaskClient) 
         answers = list(pool.map(one, range(20)))
     for index, (status, body) in enumerate(answers):
         assert status == 200
-        assert body == {"result": {"token": f"t{index}", "files": ["token"]}, "stdout": f"t{index}"}
+        assert body == {
+            "result": {"token": f"t{index}", "files": ["token"]},
+            "stdout": f"t{index}",
+        }
