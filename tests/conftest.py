@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import functions_framework
 import pytest
 from flask.testing import FlaskClient
 
+from pyexec.api import Service
+from pyexec.pool import JailPools
 from tests.support import CANARY, PROJECT_DIR, Api
 
 # Short limits keep the limit tests quick; set before main.py reads them.
@@ -39,22 +42,41 @@ def api(app_client: FlaskClient) -> Api:
     return Api(app_client)
 
 
-def jailed_processes() -> list[str]:
-    """Processes of the jail uid (65534) or nsjail still alive on this machine."""
+@pytest.fixture(scope="session")
+def service(app_client: FlaskClient) -> Service:
+    """The Service object behind the app (main.py's SERVICE)."""
+    service: Service = sys.modules["main"].SERVICE
+    return service
+
+
+def stray_jail_processes(pools: JailPools) -> list[str]:
+    """Jail-uid (65534) or nsjail processes that are not part of a ready pooled jail."""
     listing = subprocess.run(
-        ["ps", "-eo", "pid=,uid=,comm="], capture_output=True, text=True, check=True
+        ["ps", "-eo", "pid=,ppid=,uid=,comm="], capture_output=True, text=True, check=True
     ).stdout
+    rows = [line.split(None, 3) for line in listing.splitlines()]
+    allowed = pools.ready_pids()
+    parents = {int(pid): int(ppid) for pid, ppid, _, _ in rows}
+
+    def pooled(pid: int) -> bool:
+        while pid > 1:
+            if pid in allowed:
+                return True
+            pid = parents.get(pid, 0)
+        return False
+
     return [
-        line.strip()
-        for line in listing.splitlines()
-        if line.split()[1] == "65534" or line.split()[2] == "nsjail"
+        " ".join(row)
+        for row in rows
+        if (row[2] == "65534" or row[3] == "nsjail") and not pooled(int(row[0]))
     ]
 
 
 @pytest.fixture
-def leaves_nothing_behind(api: Api) -> Iterator[None]:
-    """After the test: no jail process survives and the service still answers."""
+def leaves_nothing_behind(api: Api, service: Service) -> Iterator[None]:
+    """After the test: no jail process survives outside the pool; the service answers."""
     yield
-    assert jailed_processes() == []
+    assert service.executor.pools.wait_full(timeout=60)
+    assert stray_jail_processes(service.executor.pools) == []
     status, body = api.run_file("hello")
     assert (status, body) == (200, {"result": {"hello": "world"}, "stdout": ""})

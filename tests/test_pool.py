@@ -1,0 +1,136 @@
+"""The pool of pre-warmed jails: one use per jail, refill, deadlines from hand-over,
+cold fallback, dead warm jails replaced, light/heavy choice. Real jails throughout."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from pyexec.cgroups import prepare_cgroups
+from pyexec.jail import Jail, JailUsedError
+from pyexec.pool import JailPools
+from pyexec.settings import Settings, load_settings
+
+
+def make_settings(**environ: str) -> Settings:
+    return load_settings({"PYEXEC_TIMEOUT": "2", "PYEXEC_POOL_SIZE": "1", **environ})
+
+
+@pytest.fixture
+def pools() -> Iterator[JailPools]:
+    settings = make_settings()
+    pools = JailPools(settings, prepare_cgroups(settings.cgroup_parent))
+    pools.start()
+    assert pools.wait_full(timeout=60)
+    yield pools
+    pools.close()
+
+
+def run(jail: Jail, source: str) -> dict[str, object]:
+    record = jail.run(source)
+    report: dict[str, object] = json.loads(record.report)
+    return report
+
+
+def test_each_jail_serves_one_request_and_the_pool_refills(pools: JailPools) -> None:
+    (first,) = pools.light.ready
+    jail, warm = pools.acquire("def main():\n    return 1\n")
+    assert warm
+    assert jail is first
+    assert run(jail, "def main():\n    return 1\n") == {"status": "ok", "result": 1}
+    assert not jail.alive()
+    with pytest.raises(JailUsedError):
+        jail.run("def main():\n    return 2\n")  # never a second script
+    assert pools.wait_full(timeout=60)
+    (second,) = pools.light.ready
+    assert second is not first
+    assert second.alive()
+
+
+def test_scripts_naming_heavy_modules_get_a_jail_with_them_imported(pools: JailPools) -> None:
+    assert pools.pool_for("import pandas as pd\n") is pools.heavy
+    assert pools.pool_for("from numpy import array\n") is pools.heavy
+    assert pools.pool_for("import json\ndef main(): return 1\n") is pools.light
+    probe = "import sys\ndef main():\n    return 'pan' + 'das' in sys.modules\n"
+    jail, warm = pools.acquire(probe + "# pandas\n")
+    assert warm
+    assert run(jail, probe) == {"status": "ok", "result": True}
+    jail, warm = pools.acquire(probe)
+    assert warm
+    assert run(jail, probe) == {"status": "ok", "result": False}
+
+
+def test_deadline_counts_from_hand_over_not_from_jail_start(pools: JailPools) -> None:
+    time.sleep(2.5)  # longer than the 2 s timeout: the jail has been waiting
+    source = "import time\ndef main():\n    time.sleep(1.2)\n    return 'done'\n"
+    jail, warm = pools.acquire(source)
+    assert warm
+    record = jail.run(source)
+    assert not record.timed_out
+    assert json.loads(record.report) == {"status": "ok", "result": "done"}
+
+
+def test_the_deadline_still_holds_for_a_warm_jail(pools: JailPools) -> None:
+    source = "import time\ndef main():\n    time.sleep(30)\n"
+    jail, _ = pools.acquire(source)
+    started = time.monotonic()
+    record = jail.run(source)
+    assert record.timed_out
+    assert time.monotonic() - started < 10
+
+
+def test_a_warm_jail_that_died_is_replaced(pools: JailPools) -> None:
+    (dead,) = pools.light.ready
+    assert dead.proc is not None
+    os.kill(dead.proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while dead.alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    jail, _ = pools.acquire("def main():\n    return 3\n")
+    assert jail is not dead
+    assert run(jail, "def main():\n    return 3\n") == {"status": "ok", "result": 3}
+    assert pools.wait_full(timeout=60)
+    assert dead not in pools.light.ready
+
+
+def test_empty_pool_falls_back_to_a_cold_jail() -> None:
+    settings = make_settings(PYEXEC_POOL_SIZE="0")
+    pools = JailPools(settings, prepare_cgroups(settings.cgroup_parent))
+    pools.start()
+    try:
+        jail, warm = pools.acquire("def main():\n    return 4\n")
+        assert not warm
+        assert run(jail, "def main():\n    return 4\n") == {"status": "ok", "result": 4}
+        assert pools.idle_counts() == {"light": 0, "heavy": 0}
+    finally:
+        pools.close()
+
+
+def test_idle_jails_are_recycled() -> None:
+    settings = make_settings(PYEXEC_POOL_MAX_IDLE="1")
+    pools = JailPools(settings, prepare_cgroups(settings.cgroup_parent))
+    pools.start()
+    try:
+        assert pools.wait_full(timeout=60)
+        (old,) = pools.light.ready
+        deadline = time.monotonic() + 30
+        while old.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not old.alive()
+    finally:
+        pools.close()
+
+
+def test_close_leaves_no_jail() -> None:
+    settings = make_settings(PYEXEC_POOL_SIZE="2")
+    pools = JailPools(settings, prepare_cgroups(settings.cgroup_parent))
+    pools.start()
+    assert pools.wait_full(timeout=60)
+    jails = [*pools.light.ready, *pools.heavy.ready]
+    pools.close()
+    assert [jail for jail in jails if jail.alive()] == []
