@@ -27,6 +27,7 @@ Every body is JSON and matches a schema in ``schemas/``.
 from __future__ import annotations
 
 import logging
+import os
 
 import flask
 import functions_framework
@@ -38,8 +39,13 @@ from pyexec.settings import load_settings
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 SETTINGS = load_settings()
+# No thread or jail starts at import: gunicorn imports this module in its master
+# and forks the worker, and threads (and a jail's pipes) do not survive a fork.
+# The sandbox self-test starts in the worker right after the fork (or on the first
+# request, under a test client that does not fork); the pool of warm jails
+# starts once it has passed.
 SERVICE = api.Service(SETTINGS)
-SERVICE.start()
+os.register_at_fork(after_in_child=SERVICE.warm_up)
 ROUTES = {
     "/execute": (("POST",), SERVICE.execute),
     "/healthz": (("GET", "HEAD"), lambda _request: SERVICE.healthz()),

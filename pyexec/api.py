@@ -36,8 +36,8 @@ class Service:
         self.executor = Executor(settings)
         self.validator = RequestValidator(settings.max_script_chars)
 
-    def start(self) -> None:
-        """Run the sandbox self-test now, in the background, so /healthz is ready early."""
+    def warm_up(self) -> None:
+        """Start the sandbox self-test (and then the pool) in the background now."""
         threading.Thread(target=self.executor.health, name="self-test", daemon=True).start()
 
     def execute(self, request: flask.Request) -> Outcome:
@@ -68,7 +68,14 @@ class Service:
         """GET /healthz: 200 only when a real sandboxed run works (checked once)."""
         health = self.executor.health()
         if health.ok:
-            return Outcome(200, {"status": "ok", "cgroups": health.cgroups})
+            return Outcome(
+                200,
+                {
+                    "status": "ok",
+                    "cgroups": health.cgroups,
+                    "pool": self.executor.pools.idle_counts(),
+                },
+            )
         return error(
             503,
             "sandbox_unavailable",

@@ -14,6 +14,7 @@ import resource
 import selectors
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,7 +281,7 @@ class Jail:
         }
         pending = memoryview(request)
         os.set_blocking(self._control_w, False)
-        stop = False
+        stop = reported = False
         with selectors.DefaultSelector() as selector:
             for fd in names:
                 selector.register(fd, selectors.EVENT_READ)
@@ -313,12 +314,44 @@ class Jail:
                             # stdout flood or oversized result: stop the jail now.
                             # Extra stderr is read and dropped.
                             stop = stop or name != "stderr"
+                        elif name == "report" and b"\n" in buffer:
+                            reported = True
+                            stop = True
+        if reported and not record.stdout_truncated:
+            # The runner flushed stdout before it wrote its report, so what it
+            # printed is already in the pipes: take it without waiting for exit.
+            for fd, name in names.items():
+                if name != "report":
+                    self._drain(fd, buffers[name], caps[name], record, name)
         record.wall_seconds = time.monotonic() - started
-        self._finish(record, kill_now=stop or record.timed_out)
+        if reported and not record.stdout_truncated:
+            # Answer now; the jail's teardown (exit, unmapping, cgroup removal)
+            # happens off the request path.
+            record.log = bytes(self._log)
+            REAPER.submit(self)
+        else:
+            self._finish(record, kill_now=stop or record.timed_out)
         record.stdout = bytes(stdout)
         record.stderr = bytes(stderr)
         record.report = bytes(report)
         return record
+
+    @staticmethod
+    def _drain(fd: int, buffer: bytearray, cap: int, record: RunRecord, name: str) -> None:
+        """Read what is already in a pipe, without blocking, up to its cap."""
+        os.set_blocking(fd, False)
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                return
+            room = cap - len(buffer)
+            buffer += chunk[: max(room, 0)]
+            if len(chunk) > room:
+                setattr(record, f"{name}_truncated", True)
+                return
 
     def _send(self, selector: selectors.BaseSelector, pending: memoryview) -> memoryview:
         """Write what the control pipe takes; close it once the request is sent."""
@@ -376,6 +409,12 @@ class Jail:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGTERM)
 
+    def finish(self) -> None:
+        """Let a jail that has reported exit on its own (briefly), then close it."""
+        if self.proc is not None and self.proc.returncode is None:
+            self._reap(grace=1.0)
+        self.close()
+
     def close(self) -> None:
         """Kill (if still running), reap and release every fd. Safe to call twice."""
         if self.proc is not None:
@@ -390,3 +429,41 @@ class Jail:
             if fd >= 0:
                 os.close(fd)
                 setattr(self, name, -1)
+
+
+class Reaper:
+    """Tears down jails that have already answered, off the request path."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._pending = 0
+
+    def submit(self, jail: Jail) -> None:
+        """Finish and close ``jail`` in a background thread."""
+        with self._condition:
+            self._pending += 1
+        threading.Thread(
+            target=self._finish, args=(jail,), name="jail-reaper", daemon=True
+        ).start()
+
+    def _finish(self, jail: Jail) -> None:
+        try:
+            jail.finish()
+        finally:
+            with self._condition:
+                self._pending -= 1
+                self._condition.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no teardown is pending (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while self._pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._condition.wait(remaining)
+            return True
+
+
+REAPER = Reaper()

@@ -16,6 +16,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from pyexec.api import Service
+from pyexec.jail import REAPER
 from pyexec.pool import JailPools
 from tests.support import CANARY, PROJECT_DIR, Api
 
@@ -50,32 +51,39 @@ def service(app_client: FlaskClient) -> Service:
 
 
 def stray_jail_processes(pools: JailPools) -> list[str]:
-    """Jail-uid (65534) or nsjail processes that are not part of a ready pooled jail."""
+    """Processes this test run started that are not part of a ready pooled jail.
+
+    Only descendants of this process count (other services may run jails on the
+    same machine); a ready jail's nsjail and everything under it is expected.
+    """
     listing = subprocess.run(
         ["ps", "-eo", "pid=,ppid=,uid=,comm="], capture_output=True, text=True, check=True
     ).stdout
     rows = [line.split(None, 3) for line in listing.splitlines()]
-    allowed = pools.ready_pids()
     parents = {int(pid): int(ppid) for pid, ppid, _, _ in rows}
+    pooled = pools.ready_pids()
+    me = os.getpid()
 
-    def pooled(pid: int) -> bool:
+    def ancestry(pid: int) -> list[int]:
+        chain = []
         while pid > 1:
-            if pid in allowed:
-                return True
+            chain.append(pid)
             pid = parents.get(pid, 0)
-        return False
+        return chain
 
-    return [
-        " ".join(row)
-        for row in rows
-        if (row[2] == "65534" or row[3] == "nsjail") and not pooled(int(row[0]))
-    ]
+    strays = []
+    for row in rows:
+        chain = ancestry(int(row[0]))
+        if me in chain[1:] and not pooled.intersection(chain) and row[3] != "ps":
+            strays.append(" ".join(row))
+    return strays
 
 
 @pytest.fixture
 def leaves_nothing_behind(api: Api, service: Service) -> Iterator[None]:
     """After the test: no jail process survives outside the pool; the service answers."""
     yield
+    assert REAPER.wait_idle(timeout=30)
     assert service.executor.pools.wait_full(timeout=60)
     assert stray_jail_processes(service.executor.pools) == []
     status, body = api.run_file("hello")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from pyexec.cgroups import prepare_cgroups
-from pyexec.jail import Jail, JailUsedError
+from pyexec.jail import REAPER, Jail, JailUsedError
 from pyexec.pool import JailPools
 from pyexec.settings import Settings, load_settings
 
@@ -43,6 +43,7 @@ def test_each_jail_serves_one_request_and_the_pool_refills(pools: JailPools) -> 
     assert warm
     assert jail is first
     assert run(jail, "def main():\n    return 1\n") == {"status": "ok", "result": 1}
+    assert REAPER.wait_idle(timeout=30)
     assert not jail.alive()
     with pytest.raises(JailUsedError):
         jail.run("def main():\n    return 2\n")  # never a second script

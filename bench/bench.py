@@ -1,0 +1,218 @@
+"""Latency and burst throughput of the API against bare cold Python processes.
+
+Starts the service (functions-framework on a loopback port), waits for its pool to
+fill, then measures, interleaved in one run so machine noise hits both sides:
+
+- end-to-end HTTP latency (p50/p90) of a hello-world and a pandas script;
+- the same scripts as bare, unsandboxed ``python -c`` processes (the baseline),
+  using the sandbox's own interpreter so both sides import the same pandas;
+- a burst (40 requests, 8 in flight) through the API and as bare processes;
+- the memory (RSS) of the service and its idle pooled jails.
+
+It prints every figure and the ratios API/bare with the targets of issue 4.
+Loopback only; bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SANDBOX_PYTHON = "/opt/pyexec/sandbox/bin/python"
+SCRIPTS = {
+    "hello": 'def main():\n    return {"hello": "world"}\n',
+    "pandas": (
+        "import pandas as pd\n\n\ndef main():\n"
+        '    frame = pd.DataFrame({"a": [1, 2, 3]})\n'
+        '    return int(frame["a"].sum())\n'
+    ),
+}
+EXPECTED = {"hello": {"hello": "world"}, "pandas": 6}
+TARGETS = {  # name -> (kind of ratio, bound); from issue 4
+    "latency hello": ("<=", 0.5),
+    "latency pandas": ("<=", 0.05),
+    "burst hello": (">=", 0.7),
+    "burst pandas": (">=", 0.9),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def api_call(port: int, name: str) -> None:
+    status, data = request(
+        port, "POST", "/execute", json.dumps({"script": SCRIPTS[name]}).encode()
+    )
+    body = json.loads(data)
+    if status != 200 or body["result"] != EXPECTED[name]:
+        raise RuntimeError(f"API answered {status} {body}")
+
+
+def bare_call(name: str) -> None:
+    code = SCRIPTS[name] + "\nimport json\nprint(json.dumps(main()))\n"
+    done = subprocess.run(
+        [SANDBOX_PYTHON, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    if json.loads(done.stdout) != EXPECTED[name]:
+        raise RuntimeError(f"bare process printed {done.stdout!r}")
+
+
+def timed(action: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def wait_pool_full(port: int, size: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status, data = request(port, "GET", "/healthz")
+        except OSError:
+            status, data = 0, b"{}"
+        if status == 200:
+            pool = json.loads(data).get("pool", {})
+            if all(count >= size for count in pool.values()):
+                return
+        time.sleep(0.1)
+    raise RuntimeError("the service's pool did not fill in time")
+
+
+def burst(action: Callable[[], None], count: int, in_flight: int) -> float:
+    """Requests per second for ``count`` actions with ``in_flight`` at once."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=in_flight) as pool:
+        for future in [pool.submit(action) for _ in range(count)]:
+            future.result()
+    return count / (time.perf_counter() - started)
+
+
+def rss_mib(root_pid: int) -> float:
+    """RSS of a process and all its descendants, MiB."""
+    listing = subprocess.run(
+        ["ps", "-eo", "pid=,ppid=,rss="], capture_output=True, text=True, check=True
+    ).stdout
+    rows = [tuple(map(int, line.split())) for line in listing.splitlines()]
+    children: dict[int, list[int]] = {}
+    rss = {pid: kib for pid, _, kib in rows}
+    for pid, ppid, _ in rows:
+        children.setdefault(ppid, []).append(pid)
+    total, stack = 0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=20, help="latency samples per script")
+    parser.add_argument("--burst", type=int, default=40, help="requests per burst")
+    parser.add_argument("--in-flight", type=int, default=8, help="concurrent requests in a burst")
+    args = parser.parse_args()
+
+    port = free_port()
+    pool_size = int(os.environ.get("PYEXEC_POOL_SIZE", "2"))
+    server = subprocess.Popen(
+        [
+            str(PROJECT_DIR / ".venv/bin/functions-framework"),
+            "--target=handle",
+            "--source=main.py",
+            "--host=127.0.0.1",
+            f"--port={port}",
+        ],
+        cwd=PROJECT_DIR,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_pool_full(port, pool_size)
+        idle_rss = rss_mib(server.pid)
+        latencies: dict[str, list[float]] = {}
+        for _ in range(args.rounds):
+            for name in SCRIPTS:
+                wait_pool_full(port, pool_size)
+                latencies.setdefault(f"api {name}", []).append(
+                    timed(lambda n=name: api_call(port, n))  # type: ignore[misc]
+                )
+                latencies.setdefault(f"bare {name}", []).append(
+                    timed(lambda n=name: bare_call(n))  # type: ignore[misc]
+                )
+        rates: dict[str, float] = {}
+        for name in SCRIPTS:
+            wait_pool_full(port, pool_size)
+            rates[f"api {name}"] = burst(
+                lambda n=name: api_call(port, n), args.burst, args.in_flight
+            )  # type: ignore[misc]
+            rates[f"bare {name}"] = burst(lambda n=name: bare_call(n), args.burst, args.in_flight)  # type: ignore[misc]
+        busy_rss = rss_mib(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    print(f"machine: {os.cpu_count()} CPUs, {sys.platform}; pool size {pool_size} per kind")
+    print(
+        f"service RSS with a full idle pool: {idle_rss:.0f} MiB "
+        f"(after the run: {busy_rss:.0f} MiB)"
+    )
+    print(f"\nlatency over {args.rounds} interleaved rounds (ms)")
+    for key, values in latencies.items():
+        print(
+            f"  {key:12s} p50 {1000 * statistics.median(values):7.1f}   "
+            f"p90 {1000 * percentile(values, 0.9):7.1f}"
+        )
+    print(f"\nburst: {args.burst} requests, {args.in_flight} in flight (requests/s)")
+    for key, value in rates.items():
+        print(f"  {key:12s} {value:7.1f}/s")
+    print("\nratios (API / bare)")
+    failed = 0
+    for name in SCRIPTS:
+        ratio = statistics.median(latencies[f"api {name}"]) / statistics.median(
+            latencies[f"bare {name}"]
+        )
+        failed += report(f"latency {name}", ratio)
+        failed += report(f"burst {name}", rates[f"api {name}"] / rates[f"bare {name}"])
+    return 1 if failed else 0
+
+
+def report(label: str, ratio: float) -> int:
+    sense, bound = TARGETS[label]
+    ok = ratio <= bound if sense == "<=" else ratio >= bound
+    print(f"  {label:15s} {ratio:6.3f}  (target {sense} {bound})  {'met' if ok else 'MISSED'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
