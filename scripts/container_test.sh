@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Build the Dockerfile and test the image for real, the way it is documented to run:
+#
+#   podman run --rm -d --privileged -p 127.0.0.1:18080:8080 IMAGE
+#
+# then send real requests to it on loopback and check the answers. Run as root on
+# Debian. Only Debian's mirror and PyPI are needed, so the base image is not pulled
+# from a registry: a bookworm minbase (debootstrap) with python3 and python3-venv
+# stands in for python:3.12-slim. It is cached as localhost/pyexec-base:bookworm;
+# the app image localhost/pyexec:test is kept too (layer cache for the next run).
+#
+# Prints PASS/FAIL lines and `container: N passed, M failed`; exits non-zero on any
+# failure. The container and temp files are always removed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BASE_IMAGE=localhost/pyexec-base:bookworm
+APP_IMAGE=${PYEXEC_TEST_IMAGE:-localhost/pyexec:test}
+HOST_PORT=${PYEXEC_TEST_PORT:-18080}
+URL="http://127.0.0.1:${HOST_PORT}"
+CA_BUNDLE=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
+HEALTH_WAIT=120
+CONTAINER=""
+WORK=""
+
+log() { printf 'container_test: %s\n' "$*" >&2; }
+
+if [ "$(id -u)" != 0 ]; then
+    log "run as root (rootful podman, debootstrap)"
+    exit 1
+fi
+
+cleanup() {
+    local rc=$?
+    if [ -n "$CONTAINER" ]; then
+        if [ "$rc" != 0 ] || [ -n "${PYEXEC_TEST_LOGS:-}" ]; then
+            log "last lines of the container's log:"
+            podman logs --tail 40 "$CONTAINER" >&2 2>&1 || true
+        fi
+        podman rm -f -t 5 "$CONTAINER" > /dev/null 2>&1 || true
+    fi
+    if [ -n "$WORK" ]; then
+        # The rootfs may hold mounts if debootstrap was interrupted.
+        for mnt in proc sys dev/pts dev; do
+            umount -l "$WORK/rootfs/$mnt" 2> /dev/null || true
+        done
+        rm -rf --one-file-system "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+missing=()
+for tool in podman runc debootstrap curl python3; do
+    command -v "$tool" > /dev/null || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" > /dev/null
+fi
+
+WORK=$(mktemp -d /tmp/pyexec-container-test.XXXXXX)
+cat > "$WORK/containers.conf" << 'EOF'
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+
+[engine]
+runtime = "runc"
+EOF
+export CONTAINERS_CONF="$WORK/containers.conf"
+
+# The Debian mirror apt already uses (deb822 .sources or one-line .list files).
+debian_mirror() {
+    local uri
+    uri=$(grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources 2> /dev/null \
+        | awk '{print $2}' | grep -vE 'security|nodesource|google' | head -n1 || true)
+    if [ -z "$uri" ]; then
+        uri=$(grep -hsE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2> /dev/null \
+            | grep -v security | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' \
+            | head -n1 || true)
+    fi
+    echo "${uri:-http://deb.debian.org/debian}"
+}
+
+start=$SECONDS
+if podman image exists "$BASE_IMAGE"; then
+    log "base image $BASE_IMAGE is cached"
+else
+    mirror=$(debian_mirror)
+    log "building $BASE_IMAGE with debootstrap from $mirror"
+    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+        bookworm "$WORK/rootfs" "$mirror" > "$WORK/debootstrap.log" 2>&1 || {
+        tail -n 30 "$WORK/debootstrap.log" >&2
+        exit 1
+    }
+    rm -rf "$WORK"/rootfs/var/lib/apt/lists/* "$WORK"/rootfs/var/cache/apt/* \
+        "$WORK"/rootfs/var/log/* "$WORK"/rootfs/usr/share/doc/* "$WORK"/rootfs/usr/share/man/*
+    tar --numeric-owner -C "$WORK/rootfs" -c . | podman import -q \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'ENV LANG=C.UTF-8' \
+        --change 'CMD ["python3"]' \
+        - "$BASE_IMAGE" > /dev/null
+    rm -rf --one-file-system "$WORK/rootfs"
+    log "base image built in $((SECONDS - start)) s"
+fi
+
+old_id=$(podman image inspect --format '{{.Id}}' "$APP_IMAGE" 2> /dev/null || true)
+start=$SECONDS
+log "building $APP_IMAGE"
+secret=()
+[ -s "$CA_BUNDLE" ] && secret=(--secret "id=pip_cert,src=$CA_BUNDLE")
+podman build -q "${secret[@]}" --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$APP_IMAGE" . > /dev/null
+new_id=$(podman image inspect --format '{{.Id}}' "$APP_IMAGE")
+if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
+    podman rmi "$old_id" > /dev/null 2>&1 || true
+fi
+size=$(podman image inspect --format '{{.Size}}' "$APP_IMAGE")
+log "image built in $((SECONDS - start)) s, $((size / 1000000)) MB"
+
+start=$SECONDS
+CONTAINER=$(podman run --rm -d --privileged -p "127.0.0.1:${HOST_PORT}:8080" "$APP_IMAGE")
+log "started container ${CONTAINER:0:12}; waiting for /healthz"
+healthy=""
+deadline=$((SECONDS + HEALTH_WAIT))
+while [ "$SECONDS" -lt "$deadline" ]; do
+    code=$(curl -s -o "$WORK/health" -w '%{http_code}' --max-time 3 "$URL/healthz" || true)
+    if [ "$code" = 200 ]; then
+        healthy=1
+        break
+    fi
+    if [ "$(podman inspect --format '{{.State.Running}}' "$CONTAINER" 2> /dev/null)" != true ]; then
+        log "the container stopped (it was started with --rm, so its log is gone)"
+        break
+    fi
+    sleep 1
+done
+
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "PASS $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1: $2"; }
+
+if [ -n "$healthy" ]; then
+    pass "healthz ($(cat "$WORK/health"), after $((SECONDS - start)) s)"
+else
+    fail healthz "no 200 within ${HEALTH_WAIT} s (last: ${code:-none} $(cat "$WORK/health" 2> /dev/null))"
+fi
+
+# check NAME EXPECTED_STATUS PYTHON_CONDITION SCRIPT
+# POSTs SCRIPT to /execute; PYTHON_CONDITION is evaluated with the parsed body as `b`.
+check() {
+    local name=$1 want=$2 cond=$3 script=$4 body status
+    body=$(python3 -c 'import json, sys; print(json.dumps({"script": sys.argv[1]}))' "$script")
+    status=$(curl -s -o "$WORK/out" -w '%{http_code}' --max-time 60 -X POST "$URL/execute" \
+        -H 'Content-Type: application/json' --data-binary "$body" || true)
+    if [ "$status" != "$want" ]; then
+        fail "$name" "status ${status:-none}, want $want: $(head -c 400 "$WORK/out" 2> /dev/null)"
+    elif python3 -c 'import json, sys; b = json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' \
+        "$WORK/out" "$cond" 2> /dev/null; then
+        pass "$name"
+    else
+        fail "$name" "unexpected body: $(head -c 400 "$WORK/out")"
+    fi
+}
+
+if [ -n "$healthy" ]; then
+    check hello 200 'b == {"result": {"hello": "world"}, "stdout": ""}' \
+        $'def main():\n    return {"hello": "world"}\n'
+    check numpy 200 'b["result"] == 45' \
+        $'import numpy as np\ndef main():\n    return np.arange(10).sum()\n'
+    check pandas 200 'b["result"] == 6 and b["stdout"] == "summing\n"' \
+        $'import pandas as pd\ndef main():\n    print("summing")\n    return int(pd.Series([1, 2, 3]).sum())\n'
+    # The jail must refuse to even create an internet socket, so nothing is ever sent:
+    # if socket() succeeded this reports it without connecting anywhere.
+    check network 200 'b["result"]["inet"] == "PermissionError" and b["result"]["inet6"] == "PermissionError"' \
+        $'import socket\ndef attempt(family):\n    try:\n        socket.socket(family, socket.SOCK_STREAM).close()\n    except OSError as exc:\n        return type(exc).__name__\n    return "CREATED"\ndef main():\n    return {"inet": attempt(socket.AF_INET), "inet6": attempt(socket.AF_INET6)}\n'
+    check loopback 200 'b["result"] != "CONNECTED"' \
+        $'import socket\ndef main():\n    try:\n        socket.create_connection(("127.0.0.1", 8080), timeout=2).close()\n    except OSError as exc:\n        return type(exc).__name__\n    return "CONNECTED"\n'
+    check timeout 400 'b["kind"] == "timeout" and b["stdout"] == "sleeping\n"' \
+        $'import time\ndef main():\n    print("sleeping", flush=True)\n    time.sleep(3600)\n'
+    check memory 400 'b["kind"] == "memory_limit"' \
+        $'def main():\n    hog = []\n    while True:\n        hog.append(bytearray(16 * 1024 * 1024))\n'
+    check exception 400 'b["kind"] == "exception" and b["exception"]["type"] == "ZeroDivisionError"' \
+        $'def main():\n    return 1 / 0\n'
+    check after-failures 200 'b["result"] == "still fine"' \
+        $'def main():\n    return "still fine"\n'
+fi
+
+echo "container: $passed passed, $failed failed"
+[ "$failed" = 0 ]
