@@ -10,7 +10,7 @@ from pyexec.cgroups import CgroupSupport, prepare_cgroups
 from pyexec.jail import JailStartError
 from pyexec.outcome import Outcome, interpret
 from pyexec.pool import JailPools
-from pyexec.settings import Settings
+from pyexec.settings import Limits, Settings
 
 log = logging.getLogger("pyexec")
 
@@ -72,21 +72,23 @@ class Executor:
             (("Retry-After", "30"),),
         )
 
-    def run(self, script: str) -> Outcome:
+    def run(self, script: str, limits: Limits | None = None) -> Outcome:
         """Run ``script`` once in a fresh jail. Never raises for a script's fault."""
+        limits = limits or self.settings.default_limits()
         health = self.health()
         if not health.ok:
             return self.unavailable(health.reason)
         try:
-            jail, _warm = self.pools.acquire(script)
+            jail, _warm = self.pools.acquire(script, limits.memory_mb)
         except (JailStartError, OSError) as exc:
             log.error("jail start failed: %s", exc)
             return self.unavailable(str(exc))
         try:
-            record = jail.run(script)
-        finally:
+            record = jail.run(script, limits)
+        except BaseException:
             jail.close()
-        return interpret(record, self.settings.max_output_bytes, self.settings.memory_mb)
+            raise
+        return interpret(record, self.settings.max_output_bytes)
 
     def _self_test(self) -> Health:
         mode = self.cgroups.mode
@@ -97,9 +99,10 @@ class Executor:
             return Health(False, f"the jail does not start: {exc}", mode)
         try:
             record = jail.run(SELF_TEST_SCRIPT)
-        finally:
+        except BaseException:
             jail.close()
-        outcome = interpret(record, self.settings.max_output_bytes, self.settings.memory_mb)
+            raise
+        outcome = interpret(record, self.settings.max_output_bytes)
         if outcome.status != 200 or outcome.body.get("result") != 42:
             return Health(False, f"the self-test script failed: {outcome.body}", mode)
         return Health(True, "", mode)

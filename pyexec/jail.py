@@ -16,14 +16,14 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyexec.cgroups import CgroupSupport
-from pyexec.settings import Settings
+from pyexec.settings import Limits, Settings
 
 RUNNER_SOURCE = (Path(__file__).parent / "runner.py").read_text(encoding="utf-8")
-READY_LINE = b"ready\n"
+READY_PREFIX = b"ready "
 MAX_LOG_BYTES = 64 * 1024
 # Extra CPU seconds a jail may spend before its script arrives (imports).
 STARTUP_CPU_SECONDS = 60
@@ -50,22 +50,25 @@ class RunRecord:
     timed_out: bool = False
     exit_code: int | None = None
     cpu_seconds: float = 0.0
+    max_rss_bytes: int = 0
+    startup_cpu_ms: float = 0.0
     wall_seconds: float = 0.0
     log: bytes = b""
-    limits: dict[str, float] = field(default_factory=dict)
+    limits: Limits | None = None
 
 
-def _rlimit_args(settings: Settings, cgroups: CgroupSupport) -> list[str]:
+def _rlimit_args(settings: Settings, cgroups: CgroupSupport, memory_mb: int) -> list[str]:
     args = [
         "--rlimit_fsize",
         str(settings.file_size_mb),
         "--rlimit_nofile",
         str(settings.max_open_files),
+        # A backstop: the runner lowers it to the run's own limit at hand-over.
         "--rlimit_cpu",
-        str(settings.cpu_seconds + STARTUP_CPU_SECONDS),
+        str(settings.max_cpu_seconds + STARTUP_CPU_SECONDS),
     ]
     if cgroups.enforced:
-        memory = str(settings.memory_mb * 1024 * 1024)
+        memory = str(memory_mb * 1024 * 1024)
         args += [
             "--cgroup_mem_max",
             memory,
@@ -80,7 +83,7 @@ def _rlimit_args(settings: Settings, cgroups: CgroupSupport) -> list[str]:
     else:
         args += [
             "--rlimit_as",
-            str(settings.memory_mb),
+            str(memory_mb),
             "--rlimit_nproc",
             str(settings.max_pids),
         ]
@@ -90,10 +93,17 @@ def _rlimit_args(settings: Settings, cgroups: CgroupSupport) -> list[str]:
 class Jail:
     """A single-use jail. ``start`` then ``wait_ready`` then ``run``; ``kill`` any time."""
 
-    def __init__(self, settings: Settings, cgroups: CgroupSupport, preimport: str = "") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        cgroups: CgroupSupport,
+        preimport: str = "",
+        memory_mb: int | None = None,
+    ) -> None:
         self.settings = settings
         self.cgroups = cgroups
         self.preimport = preimport
+        self.memory_mb = memory_mb or settings.memory_mb
         self.proc: subprocess.Popen[bytes] | None = None
         self._record = RunRecord()
         self._control_w = -1
@@ -102,8 +112,11 @@ class Jail:
         self._ready = False
         self._used = False
         self.ready_at = 0.0
+        self.startup_cpu_ms = 0.0
         self._buffer = b""
         self._log = bytearray()
+        # run() hands a jail that answered to the reaper thread; close() may race it.
+        self._close_lock = threading.RLock()
 
     def _argv(self, control_r: int, result_w: int, log_w: int) -> list[str]:
         settings = self.settings
@@ -112,7 +125,7 @@ class Jail:
         backstop = int(
             settings.startup_timeout_seconds
             + settings.pool_max_idle_seconds
-            + settings.timeout_seconds
+            + settings.max_timeout_seconds
             + 5
         )
         return [
@@ -128,7 +141,7 @@ class Jail:
             "--time_limit",
             str(backstop),
             *self.cgroups.nsjail_args,
-            *_rlimit_args(settings, self.cgroups),
+            *_rlimit_args(settings, self.cgroups, self.memory_mb),
             "--",
             settings.sandbox_python,
             "-I",
@@ -183,7 +196,7 @@ class Jail:
             # the jail's, not the user's: drained and dropped.
             selector.register(self.proc.stdout.fileno(), selectors.EVENT_READ)
             selector.register(self.proc.stderr.fileno(), selectors.EVENT_READ)
-            while READY_LINE not in self._buffer:
+            while b"\n" not in self._buffer:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self.kill()
@@ -204,7 +217,11 @@ class Jail:
                             )
                     elif key.fileobj == self._result_r:
                         self._buffer += chunk
-        self._buffer = self._buffer.split(READY_LINE, 1)[1]
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        if not line.startswith(READY_PREFIX):
+            self.kill()
+            raise JailStartError(f"the runner did not report ready: {line[:200]!r}")
+        self.startup_cpu_ms = float(line[len(READY_PREFIX) :])
         self._ready = True
         self.ready_at = time.monotonic()
 
@@ -242,7 +259,7 @@ class Jail:
         wanted = [line for line in lines if "[E]" in line or "[F]" in line or "[W]" in line]
         return " | ".join((wanted or lines)[-5:]) or "no log"
 
-    def run(self, script: str, cpu_seconds: int | None = None) -> RunRecord:
+    def run(self, script: str, limits: Limits | None = None) -> RunRecord:
         """Hand the script over and collect everything until the jail is gone."""
         if self._used or not self._ready:
             raise JailUsedError("a jail serves exactly one script, once it is ready")
@@ -251,20 +268,21 @@ class Jail:
         assert self.proc.stdout is not None
         assert self.proc.stderr is not None
         settings = self.settings
+        limits = limits or settings.default_limits()
+        if limits.memory_mb != self.memory_mb:
+            raise ValueError("this jail was started with another memory limit")
         record = self._record
-        record.limits = {
-            "timeout_seconds": settings.timeout_seconds,
-            "cpu_seconds": cpu_seconds or settings.cpu_seconds,
-        }
+        record.limits = limits
+        record.startup_cpu_ms = self.startup_cpu_ms
         request = json.dumps(
             {
                 "script": script,
-                "cpu_seconds": cpu_seconds or settings.cpu_seconds,
+                "cpu_seconds": limits.cpu_seconds,
                 "max_result_bytes": settings.max_result_bytes,
             }
         ).encode("utf-8", "surrogatepass")
         started = time.monotonic()
-        deadline = started + settings.timeout_seconds
+        deadline = started + limits.timeout_seconds
         stdout = bytearray()
         stderr = bytearray()
         report = bytearray(self._buffer)
@@ -375,6 +393,7 @@ class Jail:
             self.kill()
         _status, usage = self._reap(grace=2.0)
         record.cpu_seconds = usage.ru_utime + usage.ru_stime
+        record.max_rss_bytes = usage.ru_maxrss * 1024
         record.exit_code = self.proc.returncode
         record.log = bytes(self._log)
         self.close()
@@ -411,12 +430,17 @@ class Jail:
 
     def finish(self) -> None:
         """Let a jail that has reported exit on its own (briefly), then close it."""
-        if self.proc is not None and self.proc.returncode is None:
-            self._reap(grace=1.0)
-        self.close()
+        with self._close_lock:
+            if self.proc is not None and self.proc.returncode is None:
+                self._reap(grace=1.0)
+            self._close()
 
     def close(self) -> None:
         """Kill (if still running), reap and release every fd. Safe to call twice."""
+        with self._close_lock:
+            self._close()
+
+    def _close(self) -> None:
         if self.proc is not None:
             if self.proc.returncode is None:
                 self.kill()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyexec.jail import RunRecord
+from pyexec.settings import Limits
 
 # Kinds the in-jail runner may report; anything else on the result channel means
 # the script tampered with it.
@@ -66,10 +67,10 @@ def _decode(data: bytes) -> str:
 
 def _parse_report(record: RunRecord) -> dict[str, Any] | None:
     """The runner's report if it is one the runner could have written, else None."""
-    if not record.report or record.report_truncated:
+    if b"\n" not in record.report or record.report_truncated:
         return None
     try:
-        report = json.loads(record.report)
+        report = json.loads(record.report.split(b"\n", 1)[0])
     except ValueError:
         return None
     if not isinstance(report, dict):
@@ -92,7 +93,7 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _without_report(record: RunRecord, memory_mb: int) -> tuple[str, str, dict[str, Any]]:
+def _without_report(record: RunRecord, limits: Limits) -> tuple[str, str, dict[str, Any]]:
     """Explain a run that ended without a report, from its exit status.
 
     Inside its pid namespace the runner is init: nothing in the jail can SIGKILL
@@ -100,18 +101,19 @@ def _without_report(record: RunRecord, memory_mb: int) -> tuple[str, str, dict[s
     (our own timeout is recorded separately).
     """
     code = record.exit_code
-    cpu_limit = record.limits.get("cpu_seconds", 0)
-    if code == SIGXCPU_EXIT or (code == SIGKILL_EXIT and record.cpu_seconds >= cpu_limit):
+    cpu_used = _script_cpu_ms(record) / 1000
+    if code == SIGXCPU_EXIT or (code == SIGKILL_EXIT and cpu_used >= limits.cpu_seconds - 0.5):
         return (
             "cpu_limit",
-            f"The script used more than its CPU time limit of {cpu_limit:g} s.",
-            {},
+            f"The script used more than its CPU time limit of {limits.cpu_seconds:g} s.",
+            {"signal": _signal_name(code - 128)},
         )
     if code == SIGKILL_EXIT:
         return (
             "memory_limit",
-            f"The script was killed for using more than its memory limit of {memory_mb} MB.",
-            {},
+            f"The script was killed for using more than its memory limit of "
+            f"{limits.memory_mb} MB.",
+            {"signal": "SIGKILL"},
         )
     if code is not None and code > 128:
         name = _signal_name(code - 128)
@@ -130,12 +132,45 @@ def _without_report(record: RunRecord, memory_mb: int) -> tuple[str, str, dict[s
     )
 
 
-def interpret(record: RunRecord, max_output_bytes: int, memory_mb: int) -> Outcome:
+def _script_cpu_ms(record: RunRecord) -> float:
+    """CPU the run spent after the hand-over, from nsjail's rusage."""
+    return max(0.0, record.cpu_seconds * 1000 - record.startup_cpu_ms)
+
+
+def _usage(record: RunRecord, report: dict[str, Any] | None) -> dict[str, float]:
+    """Wall time from our clock; CPU and peak memory from the runner or from wait4."""
+    usage: dict[str, float] = {"wall_time_ms": round(record.wall_seconds * 1000, 3)}
+    reported = report.get("usage") if report is not None else None
+    if isinstance(reported, dict) and all(
+        isinstance(reported.get(key), (int, float)) and not isinstance(reported.get(key), bool)
+        for key in ("cpu_time_ms", "peak_memory_bytes")
+    ):
+        usage["cpu_time_ms"] = max(0.0, float(reported["cpu_time_ms"]))
+        usage["peak_memory_bytes"] = max(0, int(reported["peak_memory_bytes"]))
+    else:
+        usage["cpu_time_ms"] = round(_script_cpu_ms(record), 3)
+        usage["peak_memory_bytes"] = record.max_rss_bytes
+    return usage
+
+
+def interpret(record: RunRecord, max_output_bytes: int) -> Outcome:
     """The client's answer for one run. Limits hit take precedence over reports."""
-    stdout = _decode(record.stdout)
-    common: dict[str, Any] = {"stdout": stdout}
+    assert record.limits is not None
+    limits = record.limits
+    report = _parse_report(record)
+    common: dict[str, Any] = {
+        "stdout": _decode(record.stdout),
+        "stderr": _decode(record.stderr),
+        "stdout_truncated": record.stdout_truncated,
+        "stderr_truncated": record.stderr_truncated,
+        "usage": _usage(record, report),
+        "limits": {
+            "timeout_seconds": limits.timeout_seconds,
+            "cpu_seconds": limits.cpu_seconds,
+            "memory_mb": limits.memory_mb,
+        },
+    }
     if record.stdout_truncated:
-        common["stdout_truncated"] = True
         return error(
             400,
             "output_limit",
@@ -151,18 +186,24 @@ def interpret(record: RunRecord, max_output_bytes: int, memory_mb: int) -> Outco
             **common,
         )
     if record.timed_out:
-        timeout = record.limits.get("timeout_seconds", 0)
         return error(
             400,
             "timeout",
-            f"The script did not finish within its time limit of {timeout:g} s.",
+            f"The script did not finish within its time limit of {limits.timeout_seconds:g} s.",
+            signal="SIGKILL",
             **common,
         )
-    report = _parse_report(record)
     if report is not None and report["status"] == "ok":
         return Outcome(200, {"result": report["result"], **common})
     if report is not None:
         extra = {k: v for k, v in report.items() if k in REPORT_FIELDS}
         return error(400, report["kind"], report["error"], **extra, **common)
-    kind, message, extra = _without_report(record, memory_mb)
+    if b"\n" in record.report and record.exit_code is None:
+        return error(
+            400,
+            "crashed",
+            "The script wrote into the runner's private result channel, so its result is lost.",
+            **common,
+        )
+    kind, message, extra = _without_report(record, limits)
     return error(400, kind, message, **extra, **common)

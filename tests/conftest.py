@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from pyexec.api import Service
 from pyexec.jail import REAPER
 from pyexec.pool import JailPools
-from tests.support import CANARY, PROJECT_DIR, Api
+from tests.support import CANARY, PROJECT_DIR, Api, core
 
 # Short limits keep the limit tests quick; set before main.py reads them.
 os.environ.setdefault("PYEXEC_TIMEOUT", "4")
@@ -87,4 +87,4 @@ def leaves_nothing_behind(api: Api, service: Service) -> Iterator[None]:
     assert service.executor.pools.wait_full(timeout=60)
     assert stray_jail_processes(service.executor.pools) == []
     status, body = api.run_file("hello")
-    assert (status, body) == (200, {"result": {"hello": "world"}, "stdout": ""})
+    assert core((status, body)) == (200, {"result": {"hello": "world"}, "stdout": ""})

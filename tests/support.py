@@ -32,6 +32,13 @@ def check_schema(status: int, body: Any) -> None:
     Draft202012Validator(load_schema(name)).validate(body)
 
 
+def core(answer: tuple[int, dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    """(status, body) with only the contract's original fields: result/error and stdout."""
+    status, body = answer
+    keep = ("result", "stdout") if status == 200 else ("error", "kind", "stdout")
+    return status, {key: body[key] for key in keep if key in body}
+
+
 class Api:
     """A thin HTTP client over the app that validates every JSON answer."""
 

@@ -14,7 +14,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from pyexec.api import Service
 from pyexec.settings import load_settings
-from tests.support import PROJECT_DIR, Api, check_schema
+from tests.support import PROJECT_DIR, Api, check_schema, core
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ def test_chunked_body_within_limit_runs(app_client: FlaskClient) -> None:
         content_type="application/json",
         headers={"Transfer-Encoding": "chunked"},
     )
-    assert (response.status_code, response.get_json()) == (200, {"result": 5, "stdout": ""})
+    assert core((response.status_code, response.get_json())) == (200, {"result": 5, "stdout": ""})
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])

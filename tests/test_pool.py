@@ -32,8 +32,10 @@ def pools() -> Iterator[JailPools]:
 
 
 def run(jail: Jail, source: str) -> dict[str, object]:
+    """The runner's report for ``source``, without its usage figures."""
     record = jail.run(source)
     report: dict[str, object] = json.loads(record.report)
+    assert isinstance(report.pop("usage"), dict)
     return report
 
 
@@ -73,7 +75,7 @@ def test_deadline_counts_from_hand_over_not_from_jail_start(pools: JailPools) ->
     assert warm
     record = jail.run(source)
     assert not record.timed_out
-    assert json.loads(record.report) == {"status": "ok", "result": "done"}
+    assert json.loads(record.report)["result"] == "done"
 
 
 def test_the_deadline_still_holds_for_a_warm_jail(pools: JailPools) -> None:
