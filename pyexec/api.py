@@ -34,7 +34,7 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.executor = Executor(settings)
-        self.validator = RequestValidator(settings.max_script_chars)
+        self.validator = RequestValidator(settings)
 
     def warm_up(self) -> None:
         """Start the sandbox self-test (and then the pool) in the background now."""
@@ -59,10 +59,10 @@ class Service:
             )
             return error(400, "invalid_json", f"The request body is not valid JSON{where}.")
         try:
-            script = self.validator.validate(body)
+            script, limits = self.validator.validate(body)
         except RequestError as exc:
-            return error(400, "bad_request", str(exc))
-        return self.executor.run(script)
+            return error(400, "bad_request", str(exc), **exc.details)
+        return self.executor.run(script, limits)
 
     def healthz(self) -> Outcome:
         """GET /healthz: 200 only when a real sandboxed run works (checked once)."""

@@ -10,12 +10,23 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
+from referencing import Registry, Resource
+
+from pyexec.settings import Limits, Settings
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 
 class RequestError(ValueError):
-    """The request body does not match schemas/request.schema.json."""
+    """The request body does not match schemas/request.schema.json.
+
+    ``details`` holds machine-readable extras for the error body (``field``,
+    ``maximum``).
+    """
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 @cache
@@ -24,6 +35,35 @@ def load_schema(name: str) -> dict[str, Any]:
     with open(SCHEMA_DIR / f"{name}.schema.json", encoding="utf-8") as handle:
         schema: dict[str, Any] = json.load(handle)
     Draft202012Validator.check_schema(schema)
+    return schema
+
+
+SCHEMA_NAMES = ("request", "success", "error", "health", "run")
+
+
+@cache
+def registry() -> Registry[Any]:
+    """Every schema file by its $id, so that cross-file $refs resolve."""
+    resources = [
+        (load_schema(name)["$id"], Resource.from_contents(load_schema(name)))
+        for name in SCHEMA_NAMES
+    ]
+    return Registry().with_resources(resources)
+
+
+def validator(schema: dict[str, Any]) -> Draft202012Validator:
+    """A validator for ``schema`` that resolves refs to the other schema files."""
+    return Draft202012Validator(schema, registry=registry())
+
+
+def request_schema(settings: Settings) -> dict[str, Any]:
+    """The request schema with this server's configured maxima filled in."""
+    schema = copy.deepcopy(load_schema("request"))
+    properties = schema["properties"]
+    properties["script"]["maxLength"] = settings.max_script_chars
+    properties["timeout_seconds"]["maximum"] = settings.max_timeout_seconds
+    properties["cpu_seconds"]["maximum"] = settings.max_cpu_seconds
+    properties["memory_mb"]["maximum"] = settings.max_memory_mb
     return schema
 
 
@@ -42,21 +82,32 @@ def _json_type(value: Any) -> str:
 
 
 class RequestValidator:
-    """Validates execute requests against the request schema and the settings' limits."""
+    """Validates execute requests against the request schema with the server's maxima."""
 
-    def __init__(self, max_script_chars: int) -> None:
-        schema = copy.deepcopy(load_schema("request"))
-        schema["properties"]["script"]["maxLength"] = max_script_chars
-        self.max_script_chars = max_script_chars
-        self._validator = Draft202012Validator(schema)
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.schema = request_schema(settings)
+        self._validator = validator(self.schema)
 
-    def validate(self, body: Any) -> str:
-        """Return the script, or raise RequestError with one sentence saying what to fix."""
-        errors = sorted(self._validator.iter_errors(body), key=lambda e: e.path)
+    def validate(self, body: Any) -> tuple[str, Limits]:
+        """The script and its limits, or RequestError with one sentence saying what to fix."""
+        errors = sorted(self._validator.iter_errors(body), key=lambda e: list(e.path))
         if errors:
-            raise RequestError(self._message(body, errors[0]))
+            problem = errors[0]
+            details: dict[str, Any] = {}
+            if problem.absolute_path:
+                details["field"] = str(problem.absolute_path[0])
+            if problem.validator == "maximum":
+                details["maximum"] = problem.validator_value
+            raise RequestError(self._message(body, problem), **details)
+        defaults = self.settings.default_limits()
+        limits = Limits(
+            timeout_seconds=float(body.get("timeout_seconds", defaults.timeout_seconds)),
+            cpu_seconds=int(body.get("cpu_seconds", defaults.cpu_seconds)),
+            memory_mb=int(body.get("memory_mb", defaults.memory_mb)),
+        )
         script: str = body["script"]
-        return script
+        return script, limits
 
     def _message(self, body: Any, problem: ValidationError) -> str:
         where = list(problem.absolute_path)
@@ -69,17 +120,35 @@ class RequestValidator:
             if problem.validator == "required":
                 return 'The request body must have a "script" field with Python source.'
             if problem.validator == "additionalProperties":
-                extra = sorted(set(body) - {"script"})
+                allowed = set(self.schema["properties"])
+                extra = ", ".join(repr(name) for name in sorted(set(body) - allowed))
                 return (
-                    f'Unknown field(s) {", ".join(map(repr, extra))}; only "script" is accepted.'
+                    f"Unknown field(s) {extra}; accepted fields are {', '.join(sorted(allowed))}."
                 )
+        field = str(where[0])
         value: Any = problem.instance
+        if field == "script":
+            return self._script_message(problem, value)
+        if problem.validator == "type":
+            wanted = "an integer" if problem.validator_value == "integer" else "a number"
+            return f'"{field}" must be {wanted}, not {_json_type(value)}.'
+        if problem.validator == "maximum":
+            return f'"{field}" is {value}; this server allows at most {problem.validator_value}.'
+        if problem.validator in ("minimum", "exclusiveMinimum"):
+            relation = "at least" if problem.validator == "minimum" else "more than"
+            return f'"{field}" is {value}; it must be {relation} {problem.validator_value}.'
+        return f'"{field}" does not match the request schema: {problem.message}.'
+
+    def _script_message(self, problem: ValidationError, value: Any) -> str:
         if problem.validator == "type":
             return f'"script" must be a string of Python source, not {_json_type(value)}.'
         if problem.validator == "minLength":
             return '"script" is empty; send Python source that defines main().'
         if problem.validator == "maxLength":
-            return f'"script" has {len(value)} characters; the limit is {self.max_script_chars}.'
+            return (
+                f'"script" has {len(value)} characters; the limit is '
+                f"{self.settings.max_script_chars}."
+            )
         if problem.validator == "pattern":
             return '"script" contains a null byte (\\u0000), which Python source cannot contain.'
-        return f"The request does not match the request schema: {problem.message}."
+        return f'"script" does not match the request schema: {problem.message}.'

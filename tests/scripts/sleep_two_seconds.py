@@ -1,0 +1,6 @@
+import time
+
+
+def main():
+    time.sleep(2)
+    return "slept"
