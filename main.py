@@ -18,6 +18,8 @@ The script must define ``main()``; it runs once in a fresh nsjail jail.
   415 body not JSON, 503 ``sandbox_unavailable`` when the jail cannot run here,
   500 ``internal_error`` only for a fault of the service itself.
 
+``GET /openapi.json``: the OpenAPI 3.1 document, built from ``schemas/``.
+
 ``GET /healthz``: 200 ``{"status": "ok"}`` only when a real sandboxed run works
 (checked once at start-up, cached), else 503 with the reason.
 
@@ -49,6 +51,7 @@ os.register_at_fork(after_in_child=SERVICE.warm_up)
 ROUTES = {
     "/execute": (("POST",), SERVICE.execute),
     "/healthz": (("GET", "HEAD"), lambda _request: SERVICE.healthz()),
+    "/openapi.json": (("GET", "HEAD"), lambda _request: SERVICE.openapi()),
 }
 
 # functions-framework executes this module inside its Flask app's context.

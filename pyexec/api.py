@@ -14,6 +14,7 @@ import flask
 from werkzeug.exceptions import HTTPException
 
 from pyexec.executor import Executor
+from pyexec.openapi import build_openapi
 from pyexec.outcome import Outcome, error
 from pyexec.schemas import RequestError, RequestValidator
 from pyexec.settings import Settings
@@ -35,6 +36,7 @@ class Service:
         self.settings = settings
         self.executor = Executor(settings)
         self.validator = RequestValidator(settings)
+        self.openapi_document = build_openapi(settings)
 
     def warm_up(self) -> None:
         """Start the sandbox self-test (and then the pool) in the background now."""
@@ -64,6 +66,10 @@ class Service:
             return error(400, "bad_request", str(exc), **exc.details)
         return self.executor.run(script, limits)
 
+    def openapi(self) -> Outcome:
+        """GET /openapi.json: the OpenAPI 3.1 document, built from schemas/."""
+        return Outcome(200, self.openapi_document)
+
     def healthz(self) -> Outcome:
         """GET /healthz: 200 only when a real sandboxed run works (checked once)."""
         health = self.executor.health()
@@ -82,7 +88,9 @@ class Service:
 def not_found() -> Outcome:
     """404 for any path but the service's own."""
     return error(
-        404, "not_found", "Unknown path; the service answers POST /execute and GET /healthz."
+        404,
+        "not_found",
+        "Unknown path; the service answers POST /execute, GET /healthz and GET /openapi.json.",
     )
 
 
@@ -121,9 +129,18 @@ def internal_error() -> Outcome:
 
 
 def to_response(outcome: Outcome) -> flask.Response:
-    """Serialize an Outcome as a JSON response."""
+    """Serialize an Outcome as a JSON response (UTF-8).
+
+    A result may hold a lone surrogate (``"\\ud800"``), which UTF-8 cannot carry:
+    then every non-ASCII character is sent as a JSON escape instead.
+    """
+    text = json.dumps(outcome.body, ensure_ascii=False)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        data = json.dumps(outcome.body).encode("ascii")
     response = flask.Response(
-        json.dumps(outcome.body, ensure_ascii=False),
+        data,
         status=outcome.status,
         mimetype="application/json",
     )

@@ -1,0 +1,120 @@
+"""The OpenAPI 3.1 document of the service, built from the JSON Schemas in schemas/.
+
+OpenAPI 3.1 schema objects are JSON Schema 2020-12, so each schema file becomes a
+component as it is; references between files are rewritten to point into the
+document. The request schema carries this server's configured maxima.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pyexec.schemas import SCHEMA_NAMES, load_schema, request_schema
+from pyexec.settings import Settings
+
+JSON = "application/json"
+
+
+def _component(schema: dict[str, Any]) -> dict[str, Any]:
+    """A schema file as a component: no $id/$schema, refs into #/components/schemas."""
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for key, value in node.items():
+                if key in ("$id", "$schema"):
+                    continue
+                if key == "$ref" and isinstance(value, str) and ".schema.json" in value:
+                    name, _, pointer = value.partition(".schema.json")
+                    value = f"#/components/schemas/{name}{pointer.lstrip('#')}"
+                out[key] = rewrite(value)
+            return out
+        if isinstance(node, list):
+            return [rewrite(item) for item in node]
+        return node
+
+    result: dict[str, Any] = rewrite(copy.deepcopy(schema))
+    return result
+
+
+def _answer(description: str, schema: str, headers: dict[str, Any] | None = None) -> Any:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    described = {
+        "400": "A bad request, or the script failed (see `kind`).",
+        "404": "Unknown path.",
+        "405": "Wrong method; the Allow header names the right one.",
+        "413": "The body is over the size limit (refused before it is read).",
+        "415": "The body is not JSON.",
+        "500": "A fault of the service itself; no internals in the body.",
+        "503": "The sandbox cannot run here; nothing runs. Retry-After says when to retry.",
+    }
+    retry = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}}
+    return {
+        str(status): _answer(described[str(status)], "error", retry if status == 503 else None)
+        for status in statuses
+    }
+
+
+def build_openapi(settings: Settings) -> dict[str, Any]:
+    """The whole document for this server's settings."""
+    schemas = {name: _component(load_schema(name)) for name in SCHEMA_NAMES}
+    schemas["request"] = _component(request_schema(settings))
+    return {
+        "openapi": "3.1.0",
+        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+        "info": {
+            "title": "pyexec",
+            "version": "1",
+            "description": "Run an untrusted Python script's main() in a one-use nsjail jail.",
+        },
+        "paths": {
+            "/execute": {
+                "post": {
+                    "operationId": "execute",
+                    "summary": "Run a script once in a fresh jail",
+                    "requestBody": {
+                        "required": True,
+                        "content": {JSON: {"schema": {"$ref": "#/components/schemas/request"}}},
+                    },
+                    "responses": {
+                        "200": _answer("main() returned a JSON value.", "success"),
+                        **_errors(400, 404, 405, 413, 415, 500, 503),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "healthz",
+                    "summary": "200 only when a real sandboxed run works",
+                    "responses": {
+                        "200": _answer("The jail works.", "health"),
+                        **_errors(405, 500, 503),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "responses": {
+                        "200": {
+                            "description": "The OpenAPI 3.1 document.",
+                            "content": {JSON: {"schema": {"type": "object"}}},
+                        },
+                        **_errors(405, 500),
+                    },
+                }
+            },
+        },
+        "components": {"schemas": schemas},
+    }
