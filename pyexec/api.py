@@ -53,6 +53,8 @@ class Service:
         raw = request.get_data(cache=False)
         try:
             body: Any = json.loads(raw)
+        except RecursionError:
+            return error(400, "invalid_json", "The request body is nested too deeply.")
         except (ValueError, UnicodeDecodeError) as exc:
             where = (
                 f" (line {exc.lineno}, column {exc.colno})"

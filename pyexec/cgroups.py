@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,21 +30,76 @@ class CgroupSupport:
     mode: str  # "v1", "v2" or "none"
     nsjail_args: tuple[str, ...]
     reason: str = ""
+    # Where nsjail makes each jail's cgroup: NSJAIL.<pid of the jail's init> in each.
+    parents: tuple[Path, ...] = ()
 
     @property
     def enforced(self) -> bool:
         """True when memory, pids and CPU are limited per jail by a cgroup."""
         return self.mode != "none"
 
+    def jail_dirs(self, pid: int) -> list[Path]:
+        """The cgroup directories nsjail made for the jail whose init is ``pid``."""
+        return [parent / f"NSJAIL.{pid}" for parent in self.parents]
+
+    def oom_killed(self, pid: int) -> bool | None:
+        """Whether the kernel's OOM killer acted in the jail's cgroup (None: unknown).
+
+        Readable only while the cgroup still exists, which it does after an OOM
+        kill because nsjail cannot remove it until the memory is uncharged.
+        """
+        if not self.parents:
+            return None
+        memory = self.parents[0] / f"NSJAIL.{pid}"
+        name = "memory.oom_control" if self.mode == "v1" else "memory.events"
+        try:
+            text = (memory / name).read_text()
+        except OSError:
+            return None
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value) > 0
+        return None
+
+    def remove_jail(self, pid: int) -> None:
+        """Remove the jail's cgroups if nsjail left them (it cannot after an OOM kill
+        or when it is killed itself). Waits briefly for the memory to be uncharged."""
+        for directory in self.jail_dirs(pid):
+            for _ in range(250):
+                try:
+                    directory.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
+
+    def sweep(self) -> int:
+        """Remove leftover jail cgroups whose processes are all gone; how many."""
+        removed = 0
+        for parent in self.parents:
+            for directory in parent.glob("NSJAIL.*"):
+                try:
+                    if (directory / "cgroup.procs").read_text().strip():
+                        continue
+                    directory.rmdir()
+                    removed += 1
+                except OSError:
+                    continue
+        return removed
+
 
 def _prepare_v1(parent: str) -> CgroupSupport:
     args: list[str] = []
+    parents = []
     for controller in V1_CONTROLLERS:
         mount = CGROUP_ROOT / controller
         (mount / parent).mkdir(exist_ok=True)
+        parents.append(mount / parent)
         flag = "mem" if controller == "memory" else controller
         args += [f"--cgroup_{flag}_mount", str(mount), f"--cgroup_{flag}_parent", parent]
-    return CgroupSupport("v1", tuple(args))
+    return CgroupSupport("v1", tuple(args), parents=tuple(parents))
 
 
 def _enable_v2_controllers(cgroup: Path) -> None:
@@ -74,16 +130,22 @@ def _prepare_v2(parent: str) -> CgroupSupport:
     jails = base / parent
     jails.mkdir(exist_ok=True)
     _enable_v2_controllers(jails)
-    return CgroupSupport("v2", ("--use_cgroupv2", "--cgroupv2_mount", str(jails)))
+    return CgroupSupport(
+        "v2", ("--use_cgroupv2", "--cgroupv2_mount", str(jails)), parents=(jails,)
+    )
 
 
 def prepare_cgroups(parent: str) -> CgroupSupport:
-    """Prepare the parent cgroup for jails; never raises, reports what it found."""
+    """Prepare the parent cgroup for jails (and sweep leftovers); never raises."""
     try:
         if (CGROUP_ROOT / "cgroup.controllers").exists():
-            return _prepare_v2(parent)
+            support = _prepare_v2(parent)
+            support.sweep()
+            return support
         if all((CGROUP_ROOT / name / "tasks").exists() for name in V1_CONTROLLERS):
-            return _prepare_v1(parent)
+            support = _prepare_v1(parent)
+            support.sweep()
+            return support
         reason = "no memory, pids and cpu cgroup controllers are mounted"
     except OSError as exc:
         reason = f"cgroups cannot be used: {exc.strerror or exc}"

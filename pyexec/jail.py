@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import resource
 import selectors
 import signal
@@ -25,6 +26,10 @@ from pyexec.settings import Limits, Settings
 RUNNER_SOURCE = (Path(__file__).parent / "runner.py").read_text(encoding="utf-8")
 READY_PREFIX = b"ready "
 MAX_LOG_BYTES = 64 * 1024
+EXIT_LINE = re.compile(
+    rb"pid=(\d+) \(\[STANDALONE MODE\]\) "
+    rb"(?:terminated with signal: (SIG\w+)|exited with status: (\d+))"
+)
 # Extra CPU seconds a jail may spend before its script arrives (imports).
 STARTUP_CPU_SECONDS = 60
 
@@ -52,6 +57,11 @@ class RunRecord:
     cpu_seconds: float = 0.0
     max_rss_bytes: int = 0
     startup_cpu_ms: float = 0.0
+    # How the jail's init ended, from nsjail's own log: a signal name or an exit
+    # status (the exit code alone cannot tell os._exit(137) from SIGKILL).
+    exit_signal: str | None = None
+    exit_status: int | None = None
+    oom_killed: bool | None = None
     wall_seconds: float = 0.0
     log: bytes = b""
     limits: Limits | None = None
@@ -113,6 +123,7 @@ class Jail:
         self._used = False
         self.ready_at = 0.0
         self.startup_cpu_ms = 0.0
+        self.init_pid: int | None = None  # host pid of the jail's init (the runner)
         self._buffer = b""
         self._log = bytearray()
         # run() hands a jail that answered to the reaper thread; close() may race it.
@@ -222,6 +233,7 @@ class Jail:
             self.kill()
             raise JailStartError(f"the runner did not report ready: {line[:200]!r}")
         self.startup_cpu_ms = float(line[len(READY_PREFIX) :])
+        self.init_pid = self._init_pid()
         self._ready = True
         self.ready_at = time.monotonic()
 
@@ -234,6 +246,16 @@ class Jail:
         except OSError:
             return False
         return state != "Z"
+
+    def _init_pid(self) -> int | None:
+        """The host pid of nsjail's one child, the jail's init."""
+        assert self.proc is not None
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        try:
+            pids = children.read_text().split()
+        except OSError:
+            return None
+        return int(pids[0]) if pids else None
 
     def set_priority(self, niceness: int) -> None:
         """Renice the jail's init (host pid) so a running script outranks warming jails.
@@ -395,8 +417,39 @@ class Jail:
         record.cpu_seconds = usage.ru_utime + usage.ru_stime
         record.max_rss_bytes = usage.ru_maxrss * 1024
         record.exit_code = self.proc.returncode
+        self._drain_log()
+        ended = EXIT_LINE.search(bytes(self._log))
+        if ended:
+            pid = int(ended.group(1))
+            record.exit_signal = ended.group(2).decode() if ended.group(2) else None
+            record.exit_status = int(ended.group(3)) if ended.group(3) else None
+            record.oom_killed = self.cgroups.oom_killed(pid)
         record.log = bytes(self._log)
         self.close()
+
+    def _drain_log(self) -> None:
+        """Read nsjail's log to its end (nsjail has exited, so EOF comes at once)."""
+        if self._log_r < 0:
+            return
+        os.set_blocking(self._log_r, True)
+        while chunk := os.read(self._log_r, 65536):
+            if len(self._log) < MAX_LOG_BYTES:
+                self._log += chunk[: MAX_LOG_BYTES - len(self._log)]
+
+    def _remove_cgroups(self) -> None:
+        """Remove the jail's cgroups if nsjail could not (found from its exit line)."""
+        with contextlib.suppress(OSError):
+            self._drain_log()
+        ended = EXIT_LINE.search(bytes(self._log))
+        pid = int(ended.group(1)) if ended else self.init_pid
+        if pid is None or not self.cgroups.enforced:
+            return
+        if any(directory.exists() for directory in self.cgroups.jail_dirs(pid)):
+            # Memory is uncharged asynchronously after an OOM kill: keep trying,
+            # off the request path.
+            threading.Thread(
+                target=self.cgroups.remove_jail, args=(pid,), name="cgroup-cleanup", daemon=True
+            ).start()
 
     def _reap(self, grace: float) -> tuple[int, resource.struct_rusage]:
         """Wait for nsjail; after ``grace`` s stop it, and SIGKILL it if it lingers."""
@@ -445,6 +498,7 @@ class Jail:
             if self.proc.returncode is None:
                 self.kill()
                 self._reap(grace=5.0)
+            self._remove_cgroups()
             for stream in (self.proc.stdout, self.proc.stderr):
                 if stream is not None:
                     stream.close()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyexec.jail import RunRecord
+from pyexec.schemas import load_schema, validator
 from pyexec.settings import Limits
 
 # Kinds the in-jail runner may report; anything else on the result channel means
@@ -43,8 +44,7 @@ REPORT_FIELDS = frozenset(
         "limit_bytes",
     }
 )
-SIGKILL_EXIT = 128 + signal.SIGKILL
-SIGXCPU_EXIT = 128 + signal.SIGXCPU
+_SCHEMAS = {True: validator(load_schema("success")), False: validator(load_schema("error"))}
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,8 @@ def _parse_report(record: RunRecord) -> dict[str, Any] | None:
     if b"\n" not in record.report or record.report_truncated:
         return None
     try:
-        report = json.loads(record.report.split(b"\n", 1)[0])
-    except ValueError:
+        report = json.loads(record.report.split(b"\n", 1)[0], parse_constant=_no_constants)
+    except (ValueError, RecursionError):
         return None
     if not isinstance(report, dict):
         return None
@@ -86,6 +86,11 @@ def _parse_report(record: RunRecord) -> dict[str, Any] | None:
     return None
 
 
+def _no_constants(name: str) -> Any:
+    """NaN and Infinity are not JSON: a report holding them was not the runner's."""
+    raise ValueError(f"{name} is not JSON")
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -93,42 +98,55 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+def _ending(record: RunRecord) -> tuple[str | None, int | None]:
+    """(signal name, exit status) of the jail's init: from nsjail's log when it has
+    the line, else from nsjail's own exit code (128 + N for signal N)."""
+    if record.exit_signal is not None or record.exit_status is not None:
+        return record.exit_signal, record.exit_status
+    code = record.exit_code
+    if code is not None and code > 128:
+        return _signal_name(code - 128), None
+    if code is not None and code < 0:
+        return _signal_name(-code), None
+    return None, code
+
+
 def _without_report(record: RunRecord, limits: Limits) -> tuple[str, str, dict[str, Any]]:
-    """Explain a run that ended without a report, from its exit status.
+    """Explain a run that ended without a report, from how its init ended.
 
     Inside its pid namespace the runner is init: nothing in the jail can SIGKILL
     it, so a SIGKILL came from outside: the CPU hard limit or the cgroup OOM killer
-    (our own timeout is recorded separately).
+    (our own timeout is recorded separately). The cgroup's oom_kill counter, when
+    still readable, settles which.
     """
-    code = record.exit_code
+    signal_name, status = _ending(record)
     cpu_used = _script_cpu_ms(record) / 1000
-    if code == SIGXCPU_EXIT or (code == SIGKILL_EXIT and cpu_used >= limits.cpu_seconds - 0.5):
+    over_cpu = cpu_used >= limits.cpu_seconds - 0.5
+    if signal_name == "SIGXCPU" or (
+        signal_name == "SIGKILL" and over_cpu and record.oom_killed is not True
+    ):
         return (
             "cpu_limit",
             f"The script used more than its CPU time limit of {limits.cpu_seconds:g} s.",
-            {"signal": _signal_name(code - 128)},
+            {"signal": signal_name},
         )
-    if code == SIGKILL_EXIT:
+    if signal_name == "SIGKILL":
         return (
             "memory_limit",
             f"The script was killed for using more than its memory limit of "
             f"{limits.memory_mb} MB.",
-            {"signal": "SIGKILL"},
+            {"signal": signal_name},
         )
-    if code is not None and code > 128:
-        name = _signal_name(code - 128)
+    if signal_name is not None:
         return (
             "crashed",
-            f"The script's process was killed by {name} before main() returned.",
-            {"signal": name},
+            f"The script's process was killed by {signal_name} before main() returned.",
+            {"signal": signal_name},
         )
-    if code is not None and code < 0:
-        name = _signal_name(-code)
-        return ("crashed", f"The sandbox was killed by {name}.", {"signal": name})
     return (
         "exited",
-        f"The script's process exited with code {code} before main() returned a result.",
-        {"exit_code": code},
+        f"The script's process exited with code {status} before main() returned a result.",
+        {"exit_code": status},
     )
 
 
@@ -193,11 +211,16 @@ def interpret(record: RunRecord, max_output_bytes: int) -> Outcome:
             signal="SIGKILL",
             **common,
         )
-    if report is not None and report["status"] == "ok":
-        return Outcome(200, {"result": report["result"], **common})
     if report is not None:
-        extra = {k: v for k, v in report.items() if k in REPORT_FIELDS}
-        return error(400, report["kind"], report["error"], **extra, **common)
+        if report["status"] == "ok":
+            answer = Outcome(200, {"result": report["result"], **common})
+        else:
+            extra = {k: v for k, v in report.items() if k in REPORT_FIELDS}
+            answer = error(400, report["kind"], report["error"], **extra, **common)
+        # The script runs in the runner's interpreter and can write on its channel:
+        # a report that does not make a valid answer is not the runner's.
+        if _SCHEMAS[answer.status == 200].is_valid(answer.body):
+            return answer
     if b"\n" in record.report and record.exit_code is None:
         return error(
             400,

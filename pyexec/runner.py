@@ -32,6 +32,8 @@ import traceback
 from typing import Any
 
 SCRIPT_FILENAME = "<script>"
+MAX_INT_DIGITS = 4300  # CPython's int -> str limit
+MAX_INT = 10**MAX_INT_DIGITS
 MAX_TRACEBACK_FRAMES = 50
 
 
@@ -96,8 +98,11 @@ def _exception_report(exc: BaseException, phase: str) -> Report:
         )
     frames = _user_frames(exc.__traceback__)
     exc_type = type(exc).__name__
-    message = str(exc)[:2000]
-    lines = traceback.format_exception(exc)
+    message = _safe_str(exc)[:2000]
+    try:
+        lines = traceback.format_exception(exc)
+    except Exception:
+        lines = [f"{type(exc).__name__}: {message}\n"]
     detail = {"type": exc_type, "message": message}
     text = "".join(line for line in lines if 'File "<string>"' not in line)
     if isinstance(exc, MemoryError):
@@ -121,6 +126,14 @@ def _exception_report(exc: BaseException, phase: str) -> Report:
         traceback=frames,
         traceback_text=_strip_runner_frames(text),
     )
+
+
+def _safe_str(exc: BaseException) -> str:
+    """str(exc), or a note when the exception's own __str__ fails."""
+    try:
+        return str(exc)
+    except Exception:
+        return "<the exception's message could not be produced: its __str__ raised>"
 
 
 def _strip_runner_frames(text: str) -> str:
@@ -151,10 +164,22 @@ def _to_json(value: Any) -> Any:
     def convert(item: Any, path: str, depth: int) -> Any:
         if depth > 100:
             raise Report("invalid_result", f"{path} is nested more than 100 levels deep.")
-        if item is None or isinstance(item, (bool, str)):
-            return item
+        # Builtin methods on purpose: a subclass's overrides must not run (or lie) here.
+        if item is None or isinstance(item, bool):
+            return bool(item) if item is not None else None
+        if isinstance(item, str):
+            return str.__str__(item)
         if isinstance(item, int):
-            return int(item)
+            plain = int.__index__(item)
+            if abs(plain) >= MAX_INT:
+                raise Report(
+                    "invalid_result",
+                    f"{path} is an integer with more than {MAX_INT_DIGITS} digits, "
+                    "too long to send as JSON; return it as a string.",
+                    path=path,
+                    type="int",
+                )
+            return plain
         if isinstance(item, float):
             if math.isnan(item) or math.isinf(item):
                 raise Report(
@@ -164,7 +189,7 @@ def _to_json(value: Any) -> Any:
                     path=path,
                     type="float",
                 )
-            return float(item)
+            return float.__float__(item)
         if numpy is not None and isinstance(item, (numpy.generic, numpy.ndarray)):
             if isinstance(item, numpy.ndarray) and item.dtype.hasobject:
                 plain = item.tolist()
@@ -180,20 +205,23 @@ def _to_json(value: Any) -> Any:
             try:
                 if isinstance(item, dict):
                     out = {}
-                    for key, sub in item.items():
+                    for key, sub in list(dict.items(item)):
                         if not isinstance(key, str):
                             raise Report(
                                 "invalid_result",
-                                f"{path} has the key {key!r} of type "
-                                f"{type(key).__name__}; JSON object keys must be "
-                                "strings.",
+                                f"{path} has a key of type {type(key).__name__}; "
+                                "JSON object keys must be strings.",
                                 path=path,
                                 type=type(key).__name__,
                             )
-                        out[key] = convert(sub, f"{path}[{key!r}]", depth + 1)
+                        plain_key = str.__str__(key)
+                        out[plain_key] = convert(sub, f"{path}[{plain_key!r}]", depth + 1)
                     return out
                 return [
-                    convert(sub, f"{path}[{index}]", depth + 1) for index, sub in enumerate(item)
+                    convert(sub, f"{path}[{index}]", depth + 1)
+                    for index, sub in enumerate(
+                        list.__iter__(item) if isinstance(item, list) else tuple.__iter__(item)
+                    )
                 ]
             finally:
                 active.discard(id(item))
@@ -347,6 +375,7 @@ def main() -> None:
     for name in filter(None, preimport.split(",")):
         __import__(name)
     os.set_inheritable(result_fd, False)
+    runner_pid = os.getpid()
     ready_usage = resource.getrusage(resource.RUSAGE_SELF)
     _write_all(result_fd, f"ready {_cpu_ms(ready_usage):.3f}\n".encode())
     request = json.loads(_read_all(control_fd))
@@ -360,8 +389,21 @@ def main() -> None:
         report = failure.payload
     except BaseException as exc:
         report = _exception_report(exc, "while checking the result").payload
+    if os.getpid() != runner_pid:
+        os._exit(0)  # a forked child returned from main(): only the runner reports
     report["usage"] = _usage(ready_usage)
-    data = _encode(report, max_result_bytes) + b"\n"
+    try:
+        data = _encode(report, max_result_bytes)
+    except Exception as exc:
+        unencodable = Report(
+            "invalid_result",
+            f"The result cannot be encoded as JSON: {type(exc).__name__}.",
+            path="result",
+            type=type(exc).__name__,
+        ).payload
+        unencodable["usage"] = report["usage"]
+        data = _encode(unencodable, max_result_bytes)
+    data += b"\n"
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()

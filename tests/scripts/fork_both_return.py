@@ -1,0 +1,6 @@
+import os
+
+
+def main():
+    pid = os.fork()
+    return {"child": pid == 0}

@@ -1,0 +1,2 @@
+def main():
+    return {"big": 10**5000}

@@ -1,0 +1,3 @@
+def main():
+    print("\udcff printed")
+    return {"text": "\ud800", "\udfff": 1}

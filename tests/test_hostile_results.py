@@ -1,0 +1,61 @@
+"""Scripts that attack the answer itself: odd strings, forged reports, lying exit
+codes, forks, huge and self-redefining values. Each gets a valid, truthful answer."""
+
+from __future__ import annotations
+
+import pytest
+from flask.testing import FlaskClient
+
+from tests.support import Api
+
+pytestmark = pytest.mark.usefixtures("leaves_nothing_behind")
+
+
+def test_lone_surrogates_in_the_result_and_output(api: Api, app_client: FlaskClient) -> None:
+    status, body = api.run_file("lone_surrogates")
+    assert status == 200
+    assert body["result"] == {"text": "\ud800", "\udfff": 1}
+    assert body["stdout"] == "\ufffd printed\n"
+    status, body = api.run_file("exception_lone_surrogate")
+    assert (status, body["kind"]) == (400, "exception")
+
+
+def test_deeply_nested_body_is_invalid_json_not_a_500(api: Api) -> None:
+    status, body = api.post(data="[" * 200_000, content_type="application/json")
+    assert (status, body["kind"]) == (400, "invalid_json")
+
+
+@pytest.mark.parametrize("name", ["forge_nan_report", "forge_bad_fields"])
+def test_forged_reports_never_make_an_invalid_answer(api: Api, name: str) -> None:
+    status, body = api.run_file(name)
+    assert status == 400
+    assert body["kind"] in ("crashed", "exited")
+    assert body.get("error") != "fake"
+
+
+def test_exit_code_137_is_an_exit_not_a_memory_limit(api: Api) -> None:
+    status, body = api.run_file("exit_137")
+    assert (status, body["kind"], body["exit_code"]) == (400, "exited", 137)
+
+
+def test_a_forked_child_returning_from_main_does_not_answer(api: Api) -> None:
+    status, body = api.run_file("fork_both_return")
+    assert (status, body["result"]) == (200, {"child": False})
+
+
+def test_integer_too_long_for_json(api: Api) -> None:
+    status, body = api.run_file("huge_int")
+    assert (status, body["kind"], body["path"]) == (400, "invalid_result", "result['big']")
+
+
+def test_subclasses_cannot_change_or_break_the_result(api: Api) -> None:
+    status, body = api.run_file("evil_subclasses")
+    assert status == 200
+    assert body["result"] == [3, {"a": 1}, "kept"]
+
+
+def test_exception_whose_str_raises(api: Api) -> None:
+    status, body = api.run_file("exception_str_raises")
+    assert (status, body["kind"]) == (400, "exception")
+    assert body["exception"]["type"] == "Weird"
+    assert "could not be produced" in body["exception"]["message"]
