@@ -166,7 +166,7 @@ check() {
 }
 
 if [ -n "$healthy" ]; then
-    check hello 200 'b == {"result": {"hello": "world"}, "stdout": ""}' \
+    check hello 200 'b["result"] == {"hello": "world"} and b["stdout"] == "" and b["stderr"] == ""' \
         $'def main():\n    return {"hello": "world"}\n'
     check numpy 200 'b["result"] == 45' \
         $'import numpy as np\ndef main():\n    return np.arange(10).sum()\n'
