@@ -42,11 +42,10 @@ FROM ${BASE_IMAGE}
 ENV PATH=/opt/pyexec/venv/bin:${PATH} \
     PORT=8080 \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    THREADS=8
+    PYTHONDONTWRITEBYTECODE=1
 COPY --from=build /opt/pyexec /opt/pyexec
 WORKDIR /srv/pyexec
-COPY main.py nsjail.cfg ./
+COPY main.py nsjail.cfg gunicorn.conf.py ./
 COPY pyexec/ ./pyexec/
 COPY schemas/ ./schemas/
 # Fail the build, not the first request, if the bundled nsjail cannot load its libraries
@@ -62,4 +61,6 @@ EXPOSE 8080
 # Root in the container: nsjail needs it to create the jail's namespaces and cgroups
 # and maps the script itself to uid 65534.
 USER root
-CMD exec functions-framework --target=handle --source=main.py --host=0.0.0.0 --port="${PORT:-8080}"
+# functions-framework's app under gunicorn with gunicorn.conf.py: bounded request
+# lines, 2 x PYEXEC_MAX_CONCURRENT threads, graceful SIGTERM (Cloud Run's signal).
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "functions_framework:create_app(target=\"handle\", source=\"main.py\")"]

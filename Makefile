@@ -9,8 +9,11 @@ VENV := .venv/bin
 setup:
 	@scripts/setup.sh
 
+# functions-framework's app under gunicorn with gunicorn.conf.py (bounded request
+# lines, graceful shutdown); `functions-framework --target=handle --source=main.py`
+# serves the same app too.
 run: setup
-	$(VENV)/functions-framework --target=handle --source=main.py --host=0.0.0.0 --port=$(PORT)
+	PORT=$(PORT) $(VENV)/gunicorn -c gunicorn.conf.py 'functions_framework:create_app(target="handle", source="main.py")'
 
 lint: setup
 	$(VENV)/ruff check .

@@ -30,16 +30,17 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import flask
 import functions_framework
 from werkzeug.exceptions import HTTPException
 
-from pyexec import api
+from pyexec import api, logs
 from pyexec.bodylimit import BodyLimit
 from pyexec.settings import load_settings
 
-logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+logs.configure()
 SETTINGS = load_settings()
 # No thread or jail starts at import: gunicorn imports this module in its master
 # and forks the worker, and threads (and a jail's pipes) do not survive a fork.
@@ -76,10 +77,15 @@ flask.current_app.register_error_handler(Exception, _unexpected)
 @functions_framework.http
 def handle(request: flask.Request) -> flask.Response:
     """Route by path and method; see the module docstring for the API."""
-    route = ROUTES.get(request.path.rstrip("/") or "/")
+    started = time.monotonic()
+    path = request.path.rstrip("/") or "/"
+    route = ROUTES.get(path)
     if route is None:
-        return api.to_response(api.not_found())
-    methods, endpoint = route
-    if request.method not in methods:
-        return api.to_response(api.method_not_allowed(request.path, methods))
-    return api.to_response(endpoint(request))
+        outcome = api.not_found()
+    elif request.method not in route[0]:
+        outcome = api.method_not_allowed(request.path, route[0])
+    elif path == "/execute" and (refused := SERVICE.authorize(request)):
+        outcome = refused
+    else:
+        outcome = route[1](request)
+    return api.to_response(SERVICE.log_request(request, outcome, started))

@@ -6,14 +6,20 @@ of the schemas in schemas/; nothing here ever puts service internals in a body.
 
 from __future__ import annotations
 
+import atexit
+import hmac
 import json
+import logging
 import threading
+import time
+import uuid
 from typing import Any
 
 import flask
 from werkzeug.exceptions import HTTPException
 
 from pyexec.executor import Executor
+from pyexec.logs import TRACE_HEADER, severity_for, trace_fields
 from pyexec.openapi import build_openapi
 from pyexec.outcome import Outcome, error
 from pyexec.schemas import RequestError, RequestValidator
@@ -29,6 +35,9 @@ HTTP_KINDS = {
 }
 
 
+log = logging.getLogger("pyexec.request")
+
+
 class Service:
     """The service's endpoints over one Executor and one RequestValidator."""
 
@@ -39,8 +48,72 @@ class Service:
         self.openapi_document = build_openapi(settings)
 
     def warm_up(self) -> None:
-        """Start the sandbox self-test (and then the pool) in the background now."""
+        """In the serving process: start the sandbox self-test (and then the pool) in
+        the background now, and stop every jail when the process exits."""
+        atexit.register(self.executor.shutdown)
         threading.Thread(target=self.executor.health, name="self-test", daemon=True).start()
+
+    def authorize(self, request: flask.Request) -> Outcome | None:
+        """None when the request may run scripts, else the 401 answer.
+
+        Only when PYEXEC_API_KEYS is set (deployments that allow unauthenticated
+        invocations); Cloud Run IAM is the default. The key comes as
+        ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``; every configured key is
+        compared in constant time.
+        """
+        if not self.settings.api_keys:
+            return None
+        header = request.headers.get("Authorization", "")
+        if header[:7].lower() == "bearer ":
+            supplied = header[7:].strip()
+        else:
+            supplied = request.headers.get("X-API-Key", "").strip()
+        matched = False
+        for key in self.settings.api_keys:
+            matched |= hmac.compare_digest(supplied.encode(), key.encode())
+        if matched:
+            return None
+        return Outcome(
+            401,
+            {
+                "error": "A valid API key is required: send 'Authorization: Bearer KEY' "
+                "or 'X-API-Key: KEY'.",
+                "kind": "unauthorized",
+            },
+            (("WWW-Authenticate", 'Bearer realm="pyexec"'),),
+        )
+
+    def log_request(self, request: flask.Request, outcome: Outcome, started: float) -> Outcome:
+        """Write the request's one structured log line; return the outcome with its id."""
+        request_id = uuid.uuid4().hex
+        body = outcome.body
+        fields: dict[str, Any] = {
+            "request_id": request_id,
+            "httpRequest": {
+                "requestMethod": request.method,
+                "requestUrl": request.path,
+                "status": outcome.status,
+                "latency": f"{time.monotonic() - started:.6f}s",
+                "userAgent": request.headers.get("User-Agent", "")[:200],
+            },
+            "kind": body.get("kind", "ok") if outcome.status != 200 or "result" in body else "ok",
+            **trace_fields(request.headers.get(TRACE_HEADER), self.settings.gcp_project),
+        }
+        if isinstance(body.get("usage"), dict):
+            fields["usage"] = body["usage"]
+        script_chars = flask.g.get("script_chars")
+        if script_chars is not None:
+            fields["script_chars"] = script_chars
+        log.log(
+            severity_for(outcome.status),
+            "%s %s %d %s",
+            request.method,
+            request.path,
+            outcome.status,
+            fields["kind"],
+            extra={"fields": fields},
+        )
+        return Outcome(outcome.status, body, (*outcome.headers, ("X-Request-Id", request_id)))
 
     def execute(self, request: flask.Request) -> Outcome:
         """POST /execute: run the body's script and answer with its outcome."""
@@ -62,6 +135,8 @@ class Service:
                 else ""
             )
             return error(400, "invalid_json", f"The request body is not valid JSON{where}.")
+        if isinstance(body, dict) and isinstance(body.get("script"), str):
+            flask.g.script_chars = len(body["script"])
         try:
             script, limits = self.validator.validate(body)
         except RequestError as exc:
@@ -75,6 +150,8 @@ class Service:
     def healthz(self) -> Outcome:
         """GET /healthz: 200 only when a real sandboxed run works (checked once)."""
         health = self.executor.health()
+        if health.ok and self.executor.draining():
+            return self.executor.shutting_down()
         if health.ok:
             return Outcome(
                 200,

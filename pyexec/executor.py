@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 from pyexec.cgroups import CgroupSupport, prepare_cgroups
-from pyexec.jail import JailStartError
+from pyexec.jail import DEATH_SIGNAL_PREFIX, REAPER, Jail, JailStartError
 from pyexec.outcome import Outcome, interpret
 from pyexec.pool import JailPools
 from pyexec.settings import Limits, Settings
@@ -31,6 +32,13 @@ DIAGNOSES = (
         ("execve", "No such file or directory"),
         "the sandbox's Python environment is missing; run `make setup` (or rebuild the image).",
     ),
+)
+
+
+SHUTTING_DOWN = Outcome(
+    503,
+    {"error": "The service is shutting down; retry the request.", "kind": "shutting_down"},
+    (("Retry-After", "1"),),
 )
 
 
@@ -60,6 +68,10 @@ class Executor:
         self.pools = JailPools(settings, self.cgroups)
         self._health: Health | None = None
         self._health_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(settings.max_concurrent)
+        self._draining = threading.Event()
+        self._active: set[Jail] = set()
+        self._active_lock = threading.Lock()
 
     def unavailable(self, reason: str) -> Outcome:
         """The 503 answer when no jail can run: cause and fix, no internals."""
@@ -75,20 +87,88 @@ class Executor:
     def run(self, script: str, limits: Limits | None = None) -> Outcome:
         """Run ``script`` once in a fresh jail. Never raises for a script's fault."""
         limits = limits or self.settings.default_limits()
+        if self._draining.is_set():
+            return SHUTTING_DOWN
         health = self.health()
         if not health.ok:
             return self.unavailable(health.reason)
+        # Admission: at most max_concurrent scripts at once; a request waits a
+        # bounded time for a slot, then gets 503 with Retry-After.
+        if not self._slots.acquire(timeout=self.settings.queue_wait_seconds):
+            return self.overloaded()
+        try:
+            return self._run_admitted(script, limits)
+        finally:
+            self._slots.release()
+
+    def _run_admitted(self, script: str, limits: Limits) -> Outcome:
         try:
             jail, _warm = self.pools.acquire(script, limits.memory_mb)
         except (JailStartError, OSError) as exc:
+            if self._draining.is_set():
+                return SHUTTING_DOWN
             log.error("jail start failed: %s", exc)
             return self.unavailable(str(exc))
+        with self._active_lock:
+            self._active.add(jail)
         try:
             record = jail.run(script, limits)
         except BaseException:
             jail.close()
             raise
-        return interpret(record, self.settings.max_output_bytes)
+        finally:
+            with self._active_lock:
+                self._active.discard(jail)
+        outcome = interpret(record, self.settings.max_output_bytes)
+        if self._draining.is_set() and outcome.status != 200 and record.exit_code is not None:
+            return SHUTTING_DOWN  # stopped by shutdown, not by its own doing
+        return outcome
+
+    def overloaded(self) -> Outcome:
+        """503 when every slot stayed busy for the whole queue wait."""
+        return Outcome(
+            503,
+            {
+                "error": f"The service is running its maximum of {self.settings.max_concurrent} "
+                "scripts at once; retry in a moment.",
+                "kind": "overloaded",
+            },
+            (("Retry-After", "1"),),
+        )
+
+    def draining(self) -> bool:
+        """True once shutdown has begun."""
+        return self._draining.is_set()
+
+    def shutting_down(self) -> Outcome:
+        """503 while the service shuts down."""
+        return SHUTTING_DOWN
+
+    def running(self) -> int:
+        """How many scripts are running now."""
+        with self._active_lock:
+            return len(self._active)
+
+    def shutdown(self, grace_seconds: float | None = None) -> None:
+        """Stop taking work, let running scripts finish within the grace period, then
+        kill every jail (running and pooled) and wait until all are reaped."""
+        if self._draining.is_set():
+            return
+        self._draining.set()
+        grace = self.settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds
+        self.pools.close()
+        deadline = time.monotonic() + grace
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self._active_lock:
+            leftovers = list(self._active)
+        for jail in leftovers:
+            jail.kill()
+        deadline = time.monotonic() + 10
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        REAPER.wait_idle(timeout=10)
+        log.info("shut down: %d running script(s) stopped", len(leftovers))
 
     def _self_test(self) -> Health:
         mode = self.cgroups.mode
@@ -112,9 +192,21 @@ class Executor:
         with self._health_lock:
             if self._health is None:
                 self._health = self._self_test()
+                isolation = {
+                    "self_test": "passed" if self._health.ok else "failed",
+                    "cgroups": self._health.cgroups,
+                    "cgroup_limits": ["memory", "pids", "cpu"] if self.cgroups.enforced else [],
+                    "rlimit_fallback": not self.cgroups.enforced,
+                    "namespaces": ["user", "mount", "pid", "net", "ipc", "uts", "cgroup"],
+                    "seccomp": True,
+                    "jail_uid": 65534,
+                    "dies_with_service": bool(DEATH_SIGNAL_PREFIX),
+                }
+                fields = {"settings": self.settings.public(), "isolation": isolation}
                 if self._health.ok:
-                    log.info("sandbox self-test passed (cgroups: %s)", self._health.cgroups)
+                    log.info("sandbox self-test passed", extra={"fields": fields})
                     self.pools.start()
                 else:
-                    log.error("sandbox self-test failed: %s", self._health.reason)
+                    fields["reason"] = self._health.reason
+                    log.error("sandbox self-test failed", extra={"fields": fields})
             return self._health

@@ -8,15 +8,18 @@ flags, the fds it passes and the runner command. A Jail is used once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
 import resource
 import selectors
+import shutil
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +29,11 @@ from pyexec.settings import Limits, Settings
 RUNNER_SOURCE = (Path(__file__).parent / "runner.py").read_text(encoding="utf-8")
 READY_PREFIX = b"ready "
 MAX_LOG_BYTES = 64 * 1024
+# nsjail gets SIGKILL if the service process dies, however it dies (its own
+# PR_SET_PDEATHSIG then takes the jail down): no jail outlives the service.
+# setpriv is util-linux's, present on every Debian-based image.
+_SETPRIV = shutil.which("setpriv")
+DEATH_SIGNAL_PREFIX: tuple[str, ...] = (_SETPRIV, "--pdeathsig", "KILL") if _SETPRIV else ()
 EXIT_LINE = re.compile(
     rb"pid=(\d+) \(\[STANDALONE MODE\]\) "
     rb"(?:terminated with signal: (SIG\w+)|exited with status: (\d+))"
@@ -140,6 +148,7 @@ class Jail:
             + 5
         )
         return [
+            *DEATH_SIGNAL_PREFIX,
             settings.nsjail_path,
             "--config",
             settings.nsjail_config,
@@ -447,9 +456,7 @@ class Jail:
         if any(directory.exists() for directory in self.cgroups.jail_dirs(pid)):
             # Memory is uncharged asynchronously after an OOM kill: keep trying,
             # off the request path.
-            threading.Thread(
-                target=self.cgroups.remove_jail, args=(pid,), name="cgroup-cleanup", daemon=True
-            ).start()
+            REAPER.call(functools.partial(self.cgroups.remove_jail, pid))
 
     def _reap(self, grace: float) -> tuple[int, resource.struct_rusage]:
         """Wait for nsjail; after ``grace`` s stop it, and SIGKILL it if it lingers."""
@@ -510,7 +517,7 @@ class Jail:
 
 
 class Reaper:
-    """Tears down jails that have already answered, off the request path."""
+    """Tears down jails (and their cgroups) off the request path, and can wait for it."""
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
@@ -518,15 +525,17 @@ class Reaper:
 
     def submit(self, jail: Jail) -> None:
         """Finish and close ``jail`` in a background thread."""
+        self.call(jail.finish)
+
+    def call(self, work: Callable[[], None]) -> None:
+        """Run ``work`` in a background thread that ``wait_idle`` accounts for."""
         with self._condition:
             self._pending += 1
-        threading.Thread(
-            target=self._finish, args=(jail,), name="jail-reaper", daemon=True
-        ).start()
+        threading.Thread(target=self._run, args=(work,), name="jail-reaper", daemon=True).start()
 
-    def _finish(self, jail: Jail) -> None:
+    def _run(self, work: Callable[[], None]) -> None:
         try:
-            jail.finish()
+            work()
         finally:
             with self._condition:
                 self._pending -= 1

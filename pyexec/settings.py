@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -43,6 +43,11 @@ class Settings:
     max_timeout_seconds: float = 60.0
     max_cpu_seconds: int = 60
     max_memory_mb: int = 1024
+    max_concurrent: int = 8
+    queue_wait_seconds: float = 5.0
+    shutdown_grace_seconds: float = 8.0
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    gcp_project: str = ""
     pool_size: int = 2
     pool_refill: int = 1
     pool_max_idle_seconds: float = 300.0
@@ -52,6 +57,14 @@ class Settings:
     nsjail_config: str = str(PROJECT_DIR / "nsjail.cfg")
     sandbox_python: str = "/opt/pyexec/sandbox/bin/python"
     cgroup_parent: str = "pyexec"
+
+    def public(self) -> dict[str, object]:
+        """The settings as a log record: no API keys, only how many there are."""
+        shown: dict[str, object] = {
+            name: getattr(self, name) for name in self.__dataclass_fields__ if name != "api_keys"
+        }
+        shown["api_keys"] = len(self.api_keys)
+        return shown
 
     def default_limits(self) -> Limits:
         """The limits a request gets when it does not ask for its own."""
@@ -75,6 +88,9 @@ _FIELDS: dict[str, tuple[str, type, float, float]] = {
     "PYEXEC_MAX_TIMEOUT": ("max_timeout_seconds", float, 0.1, 3600),
     "PYEXEC_MAX_CPU_SECONDS": ("max_cpu_seconds", int, 1, 3600),
     "PYEXEC_MAX_MEMORY_MB": ("max_memory_mb", int, 32, 64 * 1024),
+    "PYEXEC_MAX_CONCURRENT": ("max_concurrent", int, 1, 256),
+    "PYEXEC_QUEUE_WAIT": ("queue_wait_seconds", float, 0, 300),
+    "PYEXEC_SHUTDOWN_GRACE": ("shutdown_grace_seconds", float, 0, 3600),
     "PYEXEC_POOL_SIZE": ("pool_size", int, 0, 64),
     "PYEXEC_POOL_REFILL": ("pool_refill", int, 1, 16),
     "PYEXEC_POOL_MAX_IDLE": ("pool_max_idle_seconds", float, 1, 3600),
@@ -99,7 +115,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read PYEXEC_* variables into Settings, or raise SettingsError naming the bad one."""
     env = os.environ if environ is None else environ
     values: dict[str, object] = {}
-    for name, (field, parser, low, high) in _FIELDS.items():
+    for name, (attribute, parser, low, high) in _FIELDS.items():
         raw = env.get(name)
         if raw is None or raw.strip() == "":
             continue
@@ -110,11 +126,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise SettingsError(f"{name}={raw!r} is not {kind}.") from None
         if not low <= value <= high:
             raise SettingsError(f"{name}={raw!r} must be between {low:g} and {high:g}.")
-        values[field] = value
-    for name, field in _PATHS.items():
+        values[attribute] = value
+    for name, attribute in _PATHS.items():
         raw = env.get(name, "").strip()
         if raw:
-            values[field] = raw
+            values[attribute] = raw
+    raw_keys = env.get("PYEXEC_API_KEYS", "")
+    keys = tuple(key.strip() for key in raw_keys.split(",") if key.strip())
+    if any(len(key) < 16 for key in keys):
+        raise SettingsError("PYEXEC_API_KEYS: every key must be at least 16 characters.")
+    values["api_keys"] = keys
+    values["gcp_project"] = env.get("GOOGLE_CLOUD_PROJECT", "").strip()
     raw_preimport = env.get("PYEXEC_PREIMPORT")
     if raw_preimport is not None:
         names = tuple(name.strip() for name in raw_preimport.split(",") if name.strip())

@@ -1,0 +1,54 @@
+"""gunicorn settings for serving functions-framework's app (`make run`, the image).
+
+  gunicorn -c gunicorn.conf.py 'functions_framework:create_app(target="handle", source="main.py")'
+
+functions-framework's own CLI runs the same app under gunicorn but with an
+unlimited request line and no graceful-shutdown hook; these settings add:
+- bounded request lines and headers (a 16 MB request line costs minutes of CPU);
+- threads = 2 x PYEXEC_MAX_CONCURRENT: the admitted scripts, as many waiting for
+  a slot (bounded by PYEXEC_QUEUE_WAIT), and room for /healthz;
+- on SIGTERM (Cloud Run's signal): stop accepting, let running scripts finish
+  within PYEXEC_SHUTDOWN_GRACE, then kill every jail (worker_exit below);
+- the app is imported in the worker (no preload), and the sandbox self-test
+  starts as soon as the worker is up (post_worker_init).
+"""
+
+import os
+import sys
+from typing import Any
+
+from pyexec.settings import load_settings
+
+_settings = load_settings()
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
+workers = 1
+worker_class = "gthread"
+threads = 2 * _settings.max_concurrent
+timeout = 0
+graceful_timeout = int(_settings.shutdown_grace_seconds) + 2
+keepalive = 5
+limit_request_line = 8190
+limit_request_fields = 64
+limit_request_field_size = 8190
+loglevel = "warning"
+accesslog = None  # pyexec writes one structured line per request itself
+
+
+def _service() -> Any:
+    main = sys.modules.get("main")
+    return getattr(main, "SERVICE", None)
+
+
+def post_worker_init(worker: Any) -> None:
+    """Start the self-test (then the pool) right away in the serving process."""
+    service = _service()
+    if service is not None:
+        service.warm_up()
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """After gunicorn has drained requests: stop and reap every jail."""
+    service = _service()
+    if service is not None:
+        service.executor.shutdown()
