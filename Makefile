@@ -4,7 +4,7 @@
 PORT ?= 8080
 VENV := .venv/bin
 
-.PHONY: setup run test lint typecheck pytest test-container bench
+.PHONY: setup run test lint typecheck pytest test-container bench load
 
 setup:
 	@scripts/setup.sh
@@ -34,3 +34,7 @@ test-container:
 # Latency and burst throughput of the API against bare cold Python processes.
 bench: setup
 	$(VENV)/python bench/bench.py
+
+# Ramp a mix of normal, slow, failing and hostile scripts to several times capacity.
+load: setup
+	$(VENV)/python bench/load.py

@@ -5,8 +5,9 @@
 functions-framework's own CLI runs the same app under gunicorn but with an
 unlimited request line and no graceful-shutdown hook; these settings add:
 - bounded request lines and headers (a 16 MB request line costs minutes of CPU);
-- threads = 2 x PYEXEC_MAX_CONCURRENT: the admitted scripts, as many waiting for
-  a slot (bounded by PYEXEC_QUEUE_WAIT), and room for /healthz;
+- threads = the admitted scripts + those waiting for a slot + 32 more, so that
+  requests past both reach the admission check and get a quick 503 instead of
+  queueing unseen inside gunicorn (and /healthz always finds a thread);
 - on SIGTERM (Cloud Run's signal): stop accepting, let running scripts finish
   within PYEXEC_SHUTDOWN_GRACE, then kill every jail (worker_exit below);
 - the app is imported in the worker (no preload), and the sandbox self-test
@@ -24,7 +25,7 @@ _settings = load_settings()
 bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
 workers = 1
 worker_class = "gthread"
-threads = 2 * _settings.max_concurrent
+threads = _settings.max_concurrent + _settings.max_queue + 32
 timeout = 0
 graceful_timeout = int(_settings.shutdown_grace_seconds) + 2
 keepalive = 5

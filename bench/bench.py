@@ -118,20 +118,32 @@ def burst(action: Callable[[], None], count: int, in_flight: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+def pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages split between their users, so a tree's
+    sum does not count numpy's libraries once per jail."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def rss_mib(root_pid: int) -> float:
-    """RSS of a process and all its descendants, MiB."""
+    """Memory (PSS) of a process and all its descendants, MiB."""
     listing = subprocess.run(
-        ["ps", "-eo", "pid=,ppid=,rss="], capture_output=True, text=True, check=True
+        ["ps", "-eo", "pid=,ppid="], capture_output=True, text=True, check=True
     ).stdout
-    rows = [tuple(map(int, line.split())) for line in listing.splitlines()]
     children: dict[int, list[int]] = {}
-    rss = {pid: kib for pid, _, kib in rows}
-    for pid, ppid, _ in rows:
+    for line in listing.splitlines():
+        pid, ppid = map(int, line.split())
         children.setdefault(ppid, []).append(pid)
     total, stack = 0, [root_pid]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
+        total += pss_kib(pid)
         stack.extend(children.get(pid, []))
     return total / 1024
 
@@ -184,7 +196,7 @@ def main() -> int:
 
     print(f"machine: {os.cpu_count()} CPUs, {sys.platform}; pool size {pool_size} per kind")
     print(
-        f"service RSS with a full idle pool: {idle_rss:.0f} MiB "
+        f"service memory (PSS) with a full idle pool: {idle_rss:.0f} MiB "
         f"(after the run: {busy_rss:.0f} MiB)"
     )
     print(f"\nlatency over {args.rounds} interleaved rounds (ms)")

@@ -72,6 +72,7 @@ class Executor:
         self._draining = threading.Event()
         self._active: set[Jail] = set()
         self._active_lock = threading.Lock()
+        self._waiting = 0
 
     def unavailable(self, reason: str) -> Outcome:
         """The 503 answer when no jail can run: cause and fix, no internals."""
@@ -92,9 +93,23 @@ class Executor:
         health = self.health()
         if not health.ok:
             return self.unavailable(health.reason)
-        # Admission: at most max_concurrent scripts at once; a request waits a
-        # bounded time for a slot, then gets 503 with Retry-After.
-        if not self._slots.acquire(timeout=self.settings.queue_wait_seconds):
+        # Admission: at most max_concurrent scripts at once. A request waits for a
+        # slot only while fewer than max_queue others wait, and only for
+        # queue_wait_seconds; otherwise 503 with Retry-After at once, so that the
+        # latency of admitted requests stays near normal under overload.
+        with self._active_lock:
+            queue_full = self._waiting >= self.settings.max_queue
+            if not queue_full:
+                self._waiting += 1
+        if queue_full:
+            admitted = self._slots.acquire(blocking=False)
+        else:
+            try:
+                admitted = self._slots.acquire(timeout=self.settings.queue_wait_seconds)
+            finally:
+                with self._active_lock:
+                    self._waiting -= 1
+        if not admitted:
             return self.overloaded()
         try:
             return self._run_admitted(script, limits)

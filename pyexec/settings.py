@@ -44,7 +44,8 @@ class Settings:
     max_cpu_seconds: int = 60
     max_memory_mb: int = 1024
     max_concurrent: int = 8
-    queue_wait_seconds: float = 5.0
+    max_queue: int = 16
+    queue_wait_seconds: float = 1.0
     shutdown_grace_seconds: float = 8.0
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     gcp_project: str = ""
@@ -89,6 +90,7 @@ _FIELDS: dict[str, tuple[str, type, float, float]] = {
     "PYEXEC_MAX_CPU_SECONDS": ("max_cpu_seconds", int, 1, 3600),
     "PYEXEC_MAX_MEMORY_MB": ("max_memory_mb", int, 32, 64 * 1024),
     "PYEXEC_MAX_CONCURRENT": ("max_concurrent", int, 1, 256),
+    "PYEXEC_MAX_QUEUE": ("max_queue", int, 0, 4096),
     "PYEXEC_QUEUE_WAIT": ("queue_wait_seconds", float, 0, 300),
     "PYEXEC_SHUTDOWN_GRACE": ("shutdown_grace_seconds", float, 0, 3600),
     "PYEXEC_POOL_SIZE": ("pool_size", int, 0, 64),
