@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import re
 import resource
@@ -305,13 +304,9 @@ class Jail:
         record = self._record
         record.limits = limits
         record.startup_cpu_ms = self.startup_cpu_ms
-        request = json.dumps(
-            {
-                "script": script,
-                "cpu_seconds": limits.cpu_seconds,
-                "max_result_bytes": settings.max_result_bytes,
-            }
-        ).encode("utf-8", "surrogatepass")
+        request = f"{limits.cpu_seconds} {settings.max_result_bytes}\n".encode() + script.encode(
+            "utf-8", "surrogatepass"
+        )
         started = time.monotonic()
         deadline = started + limits.timeout_seconds
         stdout = bytearray()

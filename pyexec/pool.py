@@ -42,6 +42,7 @@ class _Pool:
     size: int
     ready: deque[Jail] = field(default_factory=deque)
     starting: int = 0
+    waiters: int = 0  # requests waiting for one of the jails being started
 
 
 class JailPools:
@@ -94,8 +95,10 @@ class JailPools:
     def acquire(self, script: str, memory_mb: int | None = None) -> tuple[Jail, bool]:
         """A ready jail for ``script`` and whether it came warm from the pool.
 
-        Waits up to ``pool_wait_seconds`` for a refill already under way, then
-        starts a cold jail: an empty pool never fails a request. Pooled jails have
+        Waits up to ``pool_wait_seconds`` for a refill already under way, but only
+        while there are fewer waiters than refills in flight (in a burst, queueing
+        behind one refill worker would serialize everyone); otherwise it starts a
+        cold jail at once: an empty pool never fails a request. Pooled jails have
         the default memory limit; a request with its own starts a cold jail.
         """
         pool = self.pool_for(script)
@@ -103,16 +106,26 @@ class JailPools:
             return self.cold_jail(pool, memory_mb), False
         deadline = time.monotonic() + self.settings.pool_wait_seconds
         with self._condition:
-            while True:
-                jail = self._pop_live(pool)
-                if jail is not None:
-                    self._condition.notify_all()  # a refill worker has work
-                    jail.set_priority(RUNNING_NICE)
-                    return jail, True
-                remaining = deadline - time.monotonic()
-                if pool.starting == 0 or remaining <= 0 or self._closed:
-                    break
-                self._condition.wait(remaining)
+            waiting = False
+            try:
+                while True:
+                    jail = self._pop_live(pool)
+                    if jail is not None:
+                        self._condition.notify_all()  # a refill worker has work
+                        jail.set_priority(RUNNING_NICE)
+                        return jail, True
+                    remaining = deadline - time.monotonic()
+                    if waiting:
+                        pool.waiters -= 1
+                        waiting = False
+                    if pool.waiters >= pool.starting or remaining <= 0 or self._closed:
+                        break
+                    pool.waiters += 1
+                    waiting = True
+                    self._condition.wait(remaining)
+            finally:
+                if waiting:
+                    pool.waiters -= 1
         return self.cold_jail(pool), False
 
     def _pop_live(self, pool: _Pool) -> Jail | None:

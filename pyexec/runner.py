@@ -9,8 +9,8 @@ Protocol, over two pipes that nsjail passes through (``--pass_fd``):
 1. It imports the modules named by ``--preimport`` (so a warm jail pays for
    numpy/pandas before the request arrives), then writes ``ready <cpu_ms>\\n`` on
    the result fd (the CPU it spent getting ready, so the service can subtract it).
-2. It reads one JSON request from the control fd until EOF:
-   ``{"script": str, "cpu_seconds": int, "max_result_bytes": int}``, and closes it.
+2. It reads one request from the control fd until EOF, and closes it: a line
+   ``<cpu_seconds> <max_result_bytes>\\n`` followed by the script's source in UTF-8.
 3. It runs the script and writes exactly one JSON report on the result fd:
    ``{"status": "ok", "result": ..., "usage": {...}}`` or
    ``{"status": "error", "kind": ..., "error": ..., "usage": {...}}``, ending in a
@@ -18,23 +18,31 @@ Protocol, over two pipes that nsjail passes through (``--pass_fd``):
 
 The result never travels on stdout, so whatever the script prints is returned
 byte-exact and cannot be mistaken for a result.
+
+Every jail pays for this module's imports, so it keeps them to builtins and a few
+cheap modules (``json``, ``inspect``, ``typing`` and ``traceback`` would triple a
+light jail's start-up CPU); heavier ones are imported only on the paths that
+need them, and the report's JSON is written here with the C string encoder.
 """
 
-import contextlib
-import inspect
-import json
-import linecache
+from __future__ import annotations
+
 import math
 import os
 import resource
 import sys
-import traceback
-from typing import Any
+import types
+from _json import encode_basestring_ascii
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SCRIPT_FILENAME = "<script>"
 MAX_INT_DIGITS = 4300  # CPython's int -> str limit
 MAX_INT = 10**MAX_INT_DIGITS
 MAX_TRACEBACK_FRAMES = 50
+ASYNC_FLAGS = 0x80 | 0x200  # CO_COROUTINE | CO_ASYNC_GENERATOR
 
 
 class Report(Exception):
@@ -64,6 +72,8 @@ def _read_all(fd: int) -> bytes:
 
 def _user_frames(tb: Any) -> list[dict[str, Any]]:
     """The traceback frames after the runner's own (which run from ``<string>``)."""
+    import traceback
+
     frames = []
     for frame in traceback.extract_tb(tb):
         if frame.filename == "<string>":
@@ -98,6 +108,8 @@ def _exception_report(exc: BaseException, phase: str) -> Report:
         )
     frames = _user_frames(exc.__traceback__)
     exc_type = type(exc).__name__
+    import traceback
+
     message = _safe_str(exc)[:2000]
     try:
         lines = traceback.format_exception(exc)
@@ -290,6 +302,8 @@ def _load_main(source: str) -> Any:
         ) from None
     except ValueError as exc:  # e.g. source with null bytes
         raise Report("syntax_error", f"The script cannot be compiled: {exc}.") from None
+    import linecache
+
     linecache.cache[SCRIPT_FILENAME] = (
         len(source),
         None,
@@ -311,12 +325,19 @@ def _load_main(source: str) -> Any:
             "main_not_callable",
             f"main is a {type(main).__name__}, not a function; define `def main():`.",
         )
+    if isinstance(main, types.FunctionType):
+        # The common case, without importing inspect: read the code object.
+        code = main.__code__
+        if code.co_flags & (ASYNC_FLAGS):
+            raise _async_main()
+        required = code.co_argcount - len(main.__defaults__ or ())
+        kw_required = code.co_kwonlyargcount - len(main.__kwdefaults__ or {})
+        if required <= 0 and kw_required <= 0:
+            return main
+    import inspect
+
     if inspect.iscoroutinefunction(main) or inspect.isasyncgenfunction(main):
-        raise Report(
-            "main_async",
-            "main() is `async def`; define it with `def` and call asyncio.run(...) "
-            "inside it if you need a coroutine.",
-        )
+        raise _async_main()
     try:
         signature = inspect.signature(main)
     except (TypeError, ValueError):
@@ -331,13 +352,21 @@ def _load_main(source: str) -> Any:
     return main
 
 
-def _run(request: dict[str, Any]) -> dict[str, Any]:
-    main = _load_main(request["script"])
+def _async_main() -> Report:
+    return Report(
+        "main_async",
+        "main() is `async def`; define it with `def` and call asyncio.run(...) "
+        "inside it if you need a coroutine.",
+    )
+
+
+def _run(source: str) -> dict[str, Any]:
+    main = _load_main(source)
     try:
         value = main()
     except BaseException as exc:
         raise _exception_report(exc, "in main()") from None
-    if inspect.isgenerator(value):
+    if isinstance(value, types.GeneratorType):
         raise Report(
             "invalid_result",
             "main() returned a generator (it contains `yield`); return a list instead.",
@@ -348,8 +377,37 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
     return {"status": "ok", "result": result}
 
 
+def _dump(value: Any) -> str:
+    """JSON text for a plain value (what _to_json returns, and report fields).
+
+    ASCII-only (non-ASCII as escapes), so lone surrogates survive; NaN and
+    Infinity never reach here (_to_json refuses them).
+    """
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        text: str = encode_basestring_ascii(value)
+        return text
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        if value != value or value in (math.inf, -math.inf):
+            raise ValueError("NaN and Infinity are not JSON")
+        return float.__repr__(value)
+    if isinstance(value, dict):
+        items = (f"{encode_basestring_ascii(str(k))}: {_dump(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_dump(item) for item in value) + "]"
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 def _encode(report: dict[str, Any], max_bytes: int) -> bytes:
-    data = json.dumps(report, ensure_ascii=False, allow_nan=False).encode("utf-8", "surrogatepass")
+    data = _dump(report).encode("ascii")
     if len(data) > max_bytes:
         if report.get("status") == "ok":
             return _encode(
@@ -362,8 +420,15 @@ def _encode(report: dict[str, Any], max_bytes: int) -> bytes:
                 max_bytes,
             )
         report = {key: report[key] for key in ("status", "kind", "error")}
-        data = json.dumps(report, ensure_ascii=False).encode("utf-8", "replace")
+        data = _dump(report).encode("ascii")
     return data
+
+
+def _read_request(fd: int) -> tuple[int, int, str]:
+    """(cpu_seconds, max_result_bytes, script) from the control pipe."""
+    header, _, body = _read_all(fd).partition(b"\n")
+    cpu_seconds, max_result_bytes = (int(field) for field in header.split())
+    return cpu_seconds, max_result_bytes, body.decode("utf-8", "surrogatepass")
 
 
 def main() -> None:
@@ -378,13 +443,12 @@ def main() -> None:
     runner_pid = os.getpid()
     ready_usage = resource.getrusage(resource.RUSAGE_SELF)
     _write_all(result_fd, f"ready {_cpu_ms(ready_usage):.3f}\n".encode())
-    request = json.loads(_read_all(control_fd))
+    cpu_seconds, max_result_bytes, source = _read_request(control_fd)
     os.close(control_fd)
-    max_result_bytes = int(request["max_result_bytes"])
-    _limit_cpu(int(request["cpu_seconds"]))
+    _limit_cpu(cpu_seconds)
     sys.argv = ["script"]
     try:
-        report = _run(request)
+        report = _run(source)
     except Report as failure:
         report = failure.payload
     except BaseException as exc:
@@ -405,11 +469,14 @@ def main() -> None:
         data = _encode(unencodable, max_result_bytes)
     data += b"\n"
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
+        try:
             stream.flush()
-    # If the script closed or broke the result fd, the service sees no result.
-    with contextlib.suppress(OSError):
+        except Exception:
+            pass
+    try:
         _write_all(result_fd, data)
+    except OSError:
+        pass  # the script closed or broke the result fd: the service sees no result
     os._exit(0)
 
 
