@@ -43,6 +43,23 @@ MAX_INT_DIGITS = 4300  # CPython's int -> str limit
 MAX_INT = 10**MAX_INT_DIGITS
 MAX_TRACEBACK_FRAMES = 50
 ASYNC_FLAGS = 0x80 | 0x200  # CO_COROUTINE | CO_ASYNC_GENERATOR
+_SCRIPT_SOURCE: list[str] = []  # for tracebacks; linecache is imported only then
+
+
+def _import_traceback() -> Any:
+    """traceback, with the script's source known to linecache (imports re: only
+    on the error path)."""
+    import linecache
+    import traceback
+
+    for source in _SCRIPT_SOURCE[-1:]:
+        linecache.cache[SCRIPT_FILENAME] = (
+            len(source),
+            None,
+            source.splitlines(keepends=True),
+            SCRIPT_FILENAME,
+        )
+    return traceback
 
 
 class Report(Exception):
@@ -72,8 +89,7 @@ def _read_all(fd: int) -> bytes:
 
 def _user_frames(tb: Any) -> list[dict[str, Any]]:
     """The traceback frames after the runner's own (which run from ``<string>``)."""
-    import traceback
-
+    traceback = _import_traceback()
     frames = []
     for frame in traceback.extract_tb(tb):
         if frame.filename == "<string>":
@@ -108,8 +124,7 @@ def _exception_report(exc: BaseException, phase: str) -> Report:
         )
     frames = _user_frames(exc.__traceback__)
     exc_type = type(exc).__name__
-    import traceback
-
+    traceback = _import_traceback()
     message = _safe_str(exc)[:2000]
     try:
         lines = traceback.format_exception(exc)
@@ -302,14 +317,7 @@ def _load_main(source: str) -> Any:
         ) from None
     except ValueError as exc:  # e.g. source with null bytes
         raise Report("syntax_error", f"The script cannot be compiled: {exc}.") from None
-    import linecache
-
-    linecache.cache[SCRIPT_FILENAME] = (
-        len(source),
-        None,
-        source.splitlines(keepends=True),
-        SCRIPT_FILENAME,
-    )
+    _SCRIPT_SOURCE.append(source)
     # Not "__main__": an `if __name__ == "__main__": main()` guard must not run
     # main a second time.
     namespace: dict[str, Any] = {"__name__": "__script__", "__builtins__": __builtins__}
