@@ -29,6 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_DIR))
+from pyexec.settings import load_settings  # noqa: E402
+
 SANDBOX_PYTHON = "/opt/pyexec/sandbox/bin/python"
 SCRIPTS = {
     "hello": 'def main():\n    return {"hello": "world"}\n',
@@ -94,7 +97,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def wait_pool_full(port: int, size: int, timeout: float = 120) -> None:
+def wait_pool_full(port: int, sizes: dict[str, int], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -103,7 +106,7 @@ def wait_pool_full(port: int, size: int, timeout: float = 120) -> None:
             status, data = 0, b"{}"
         if status == 200:
             pool = json.loads(data).get("pool", {})
-            if all(count >= size for count in pool.values()):
+            if all(pool.get(kind, 0) >= size for kind, size in sizes.items()):
                 return
         time.sleep(0.1)
     raise RuntimeError("the service's pool did not fill in time")
@@ -156,7 +159,11 @@ def main() -> int:
     args = parser.parse_args()
 
     port = free_port()
-    pool_size = int(os.environ.get("PYEXEC_POOL_SIZE", "2"))
+    settings = load_settings()
+    pool_size = {
+        "light": settings.light_pool_size if settings.pool_size else 0,
+        "heavy": settings.pool_size,
+    }
     server = subprocess.Popen(
         [
             str(PROJECT_DIR / ".venv/bin/functions-framework"),
@@ -194,7 +201,7 @@ def main() -> int:
         server.terminate()
         server.wait(timeout=30)
 
-    print(f"machine: {os.cpu_count()} CPUs, {sys.platform}; pool size {pool_size} per kind")
+    print(f"machine: {os.cpu_count()} CPUs, {sys.platform}; pool {pool_size}")
     print(
         f"service memory (PSS) with a full idle pool: {idle_rss:.0f} MiB "
         f"(after the run: {busy_rss:.0f} MiB)"

@@ -164,6 +164,7 @@ class Jail:
             "--",
             settings.sandbox_python,
             "-I",
+            "-S",
             "-B",
             "-u",
             "-c",

@@ -51,7 +51,10 @@ class JailPools:
     def __init__(self, settings: Settings, cgroups: CgroupSupport) -> None:
         self.settings = settings
         self.cgroups = cgroups
-        self.light = _Pool("light", "", settings.pool_size)
+        # PYEXEC_POOL_SIZE=0 turns the pool off altogether; a light jail costs a
+        # few MB idle, so more of them are kept than of heavy ones (~45 MB each).
+        light_size = settings.light_pool_size if settings.pool_size else 0
+        self.light = _Pool("light", "", light_size)
         self.heavy = _Pool("heavy", ",".join(settings.preimport), settings.pool_size)
         names = "|".join(re.escape(name.split(".")[0]) for name in settings.preimport)
         self._heavy_pattern = re.compile(rf"\b(?:{names})\b") if names else None
@@ -61,7 +64,7 @@ class JailPools:
 
     def start(self) -> None:
         """Start the refill workers (none when the pool size is 0)."""
-        if self.settings.pool_size == 0:
+        if self.light.size + self.heavy.size == 0:
             return
         for index in range(self.settings.pool_refill):
             worker = threading.Thread(

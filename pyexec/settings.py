@@ -50,6 +50,7 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     gcp_project: str = ""
     pool_size: int = 2
+    light_pool_size: int = 6
     pool_refill: int = 1
     pool_max_idle_seconds: float = 300.0
     pool_wait_seconds: float = 0.3
@@ -94,6 +95,7 @@ _FIELDS: dict[str, tuple[str, type, float, float]] = {
     "PYEXEC_QUEUE_WAIT": ("queue_wait_seconds", float, 0, 300),
     "PYEXEC_SHUTDOWN_GRACE": ("shutdown_grace_seconds", float, 0, 3600),
     "PYEXEC_POOL_SIZE": ("pool_size", int, 0, 64),
+    "PYEXEC_LIGHT_POOL_SIZE": ("light_pool_size", int, 0, 256),
     "PYEXEC_POOL_REFILL": ("pool_refill", int, 1, 16),
     "PYEXEC_POOL_MAX_IDLE": ("pool_max_idle_seconds", float, 1, 3600),
     "PYEXEC_POOL_WAIT": ("pool_wait_seconds", float, 0, 60),

@@ -167,3 +167,9 @@ def test_process_ending_early_is_an_error_not_a_500(
     assert body["kind"] == kind
     for key, value in extra.items():
         assert body[key] == value
+
+
+def test_exit_builtin_and_venv_prefix_exist(api: Api) -> None:
+    status, body = api.run_file("builtins_exit")
+    assert (status, body["kind"], body["exit_code"]) == (400, "exited", 4)
+    assert body["stdout"] == "/opt/pyexec/sandbox\n"

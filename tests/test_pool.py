@@ -18,7 +18,9 @@ from pyexec.settings import Settings, load_settings
 
 
 def make_settings(**environ: str) -> Settings:
-    return load_settings({"PYEXEC_TIMEOUT": "2", "PYEXEC_POOL_SIZE": "1", **environ})
+    return load_settings(
+        {"PYEXEC_TIMEOUT": "2", "PYEXEC_POOL_SIZE": "1", "PYEXEC_LIGHT_POOL_SIZE": "1", **environ}
+    )
 
 
 @pytest.fixture

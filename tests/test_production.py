@@ -195,6 +195,7 @@ def test_sigterm_leaves_no_jail_behind() -> None:
         "PYEXEC_CGROUP_PARENT": marker,
         "PYEXEC_SHUTDOWN_GRACE": "1",
         "PYEXEC_POOL_SIZE": "2",
+        "PYEXEC_LIGHT_POOL_SIZE": "2",
     }
     server = subprocess.Popen(
         [
