@@ -44,8 +44,8 @@ class Settings:
     max_cpu_seconds: int = 60
     max_memory_mb: int = 1024
     max_concurrent: int = 8
-    max_queue: int = 16
-    queue_wait_seconds: float = 1.0
+    max_queue: int = 8
+    queue_wait_seconds: float = 0.5
     shutdown_grace_seconds: float = 8.0
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     gcp_project: str = ""
