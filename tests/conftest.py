@@ -23,6 +23,10 @@ from tests.support import CANARY, PROJECT_DIR, Api, core
 # Short limits keep the limit tests quick; set before main.py reads them.
 os.environ.setdefault("PYEXEC_TIMEOUT", "4")
 os.environ.setdefault("PYEXEC_CPU_SECONDS", "2")
+# The session app queues rather than refuses, so concurrent tests see every answer;
+# test_production checks the 503 path with a service of its own.
+os.environ.setdefault("PYEXEC_MAX_QUEUE", "64")
+os.environ.setdefault("PYEXEC_QUEUE_WAIT", "60")
 # A secret in the service's environment that no script may see.
 os.environ["PYEXEC_TEST_CANARY"] = CANARY
 
