@@ -15,6 +15,7 @@ unlimited request line and no graceful-shutdown hook; these settings add:
 """
 
 import os
+import signal
 import sys
 from typing import Any
 
@@ -27,7 +28,7 @@ workers = 1
 worker_class = "gthread"
 threads = _settings.max_concurrent + _settings.max_queue + 32
 timeout = 0
-graceful_timeout = int(_settings.shutdown_grace_seconds) + 2
+graceful_timeout = round(_settings.shutdown_grace_seconds)  # Cloud Run kills 10 s after SIGTERM
 keepalive = 5
 limit_request_line = 8190
 limit_request_fields = 64
@@ -42,14 +43,24 @@ def _service() -> Any:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Start the self-test (then the pool) right away in the serving process."""
+    """Start the self-test (then the pool) right away in the serving process, and on
+    SIGTERM stop taking scripts and warming jails before gunicorn drains requests."""
     service = _service()
-    if service is not None:
-        service.warm_up()
+    if service is None:
+        return
+    service.warm_up()
+    gunicorn_handler = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        service.executor.begin_shutdown()
+        if callable(gunicorn_handler):
+            gunicorn_handler(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """After gunicorn has drained requests: stop and reap every jail."""
+    """gunicorn has given running requests graceful_timeout: kill and reap every jail."""
     service = _service()
     if service is not None:
-        service.executor.shutdown()
+        service.executor.shutdown(grace_seconds=0)

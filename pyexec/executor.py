@@ -73,6 +73,7 @@ class Executor:
         self._active: set[Jail] = set()
         self._active_lock = threading.Lock()
         self._waiting = 0
+        self._stopped = False
 
     def unavailable(self, reason: str) -> Outcome:
         """The 503 answer when no jail can run: cause and fix, no internals."""
@@ -164,11 +165,19 @@ class Executor:
         with self._active_lock:
             return len(self._active)
 
+    def begin_shutdown(self) -> None:
+        """Stop taking work and stop the pool, without blocking (a signal handler's part)."""
+        if self._draining.is_set():
+            return
+        self._draining.set()
+        threading.Thread(target=self.pools.close, name="pool-close", daemon=True).start()
+
     def shutdown(self, grace_seconds: float | None = None) -> None:
         """Stop taking work, let running scripts finish within the grace period, then
         kill every jail (running and pooled) and wait until all are reaped."""
-        if self._draining.is_set():
+        if self._stopped:
             return
+        self._stopped = True
         self._draining.set()
         grace = self.settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds
         self.pools.close()

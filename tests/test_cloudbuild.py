@@ -26,6 +26,7 @@ DEPLOY_FLAGS: dict[str, str | None] = {
     "--port": "8080",
     "--image": IMAGE,
     "--region": "${_REGION}",
+    "--set-env-vars": "GOOGLE_CLOUD_PROJECT=$PROJECT_ID",
 }
 
 
@@ -134,6 +135,6 @@ def test_readme_shows_the_deploy_command_the_yaml_runs() -> None:
     words = block.replace("\\\n", " ").split()
     for flag, value in DEPLOY_FLAGS.items():
         assert flag in words, flag
-        if value is not None and flag not in ("--image", "--region"):
+        if value is not None and flag not in ("--image", "--region", "--set-env-vars"):
             assert words[words.index(flag) + 1] == value, flag
     assert "docker run --rm --privileged -p 8080:8080 pyexec" in readme
