@@ -46,6 +46,7 @@ ENV PATH=/opt/pyexec/venv/bin:${PATH} \
 COPY --from=build /opt/pyexec /opt/pyexec
 WORKDIR /srv/pyexec
 COPY main.py nsjail.cfg gunicorn.conf.py ./
+COPY scripts/serve ./scripts/serve
 COPY pyexec/ ./pyexec/
 COPY schemas/ ./schemas/
 # Fail the build, not the first request, if the bundled nsjail cannot load its libraries
@@ -63,4 +64,4 @@ EXPOSE 8080
 USER root
 # functions-framework's app under gunicorn with gunicorn.conf.py: bounded request
 # lines, 2 x PYEXEC_MAX_CONCURRENT threads, graceful SIGTERM (Cloud Run's signal).
-CMD ["gunicorn", "-c", "gunicorn.conf.py", "functions_framework:create_app(target=\"handle\", source=\"main.py\")"]
+CMD ["scripts/serve"]

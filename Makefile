@@ -13,7 +13,7 @@ setup:
 # lines, graceful shutdown); `functions-framework --target=handle --source=main.py`
 # serves the same app too.
 run: setup
-	PORT=$(PORT) $(VENV)/gunicorn -c gunicorn.conf.py 'functions_framework:create_app(target="handle", source="main.py")'
+	PORT=$(PORT) scripts/serve
 
 lint: setup
 	$(VENV)/ruff check .

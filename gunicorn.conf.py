@@ -23,7 +23,7 @@ from pyexec.settings import load_settings
 
 _settings = load_settings()
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"  # noqa: S104
 workers = 1
 worker_class = "gthread"
 threads = _settings.max_concurrent + _settings.max_queue + 32

@@ -165,13 +165,8 @@ def main() -> int:
         "heavy": settings.pool_size,
     }
     server = subprocess.Popen(
-        [
-            str(PROJECT_DIR / ".venv/bin/functions-framework"),
-            "--target=handle",
-            "--source=main.py",
-            "--host=127.0.0.1",
-            f"--port={port}",
-        ],
+        [str(PROJECT_DIR / "scripts/serve")],
+        env={**os.environ, "HOST": "127.0.0.1", "PORT": str(port)},
         cwd=PROJECT_DIR,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -161,14 +161,9 @@ def main() -> int:
 
     port = free_port()
     server = subprocess.Popen(
-        [
-            str(PROJECT_DIR / ".venv/bin/gunicorn"),
-            "-c",
-            "gunicorn.conf.py",
-            'functions_framework:create_app(target="handle", source="main.py")',
-        ],
+        [str(PROJECT_DIR / "scripts/serve")],
         cwd=PROJECT_DIR,
-        env={**os.environ, "PORT": str(port)},
+        env={**os.environ, "HOST": "127.0.0.1", "PORT": str(port)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -191,6 +191,7 @@ def test_sigterm_leaves_no_jail_behind() -> None:
     port = free_port()
     env = {
         **os.environ,
+        "HOST": "127.0.0.1",
         "PORT": str(port),
         "PYEXEC_CGROUP_PARENT": marker,
         "PYEXEC_SHUTDOWN_GRACE": "1",
@@ -198,12 +199,7 @@ def test_sigterm_leaves_no_jail_behind() -> None:
         "PYEXEC_LIGHT_POOL_SIZE": "2",
     }
     server = subprocess.Popen(
-        [
-            str(PROJECT_DIR / ".venv/bin/gunicorn"),
-            "-c",
-            "gunicorn.conf.py",
-            'functions_framework:create_app(target="handle", source="main.py")',
-        ],
+        [str(PROJECT_DIR / "scripts/serve")],
         cwd=PROJECT_DIR,
         env=env,
         stdout=subprocess.DEVNULL,
