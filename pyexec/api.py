@@ -213,11 +213,11 @@ def to_response(outcome: Outcome) -> flask.Response:
     A result may hold a lone surrogate (``"\\ud800"``), which UTF-8 cannot carry:
     then every non-ASCII character is sent as a JSON escape instead.
     """
-    text = json.dumps(outcome.body, ensure_ascii=False)
+    text = json.dumps(outcome.body, ensure_ascii=False, allow_nan=False)
     try:
         data = text.encode("utf-8")
     except UnicodeEncodeError:
-        data = json.dumps(outcome.body).encode("ascii")
+        data = json.dumps(outcome.body, allow_nan=False).encode("ascii")
     response = flask.Response(
         data,
         status=outcome.status,

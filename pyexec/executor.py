@@ -192,7 +192,11 @@ class Executor:
         while self.running() and time.monotonic() < deadline:
             time.sleep(0.02)
         REAPER.wait_idle(timeout=10)
-        log.info("shut down: %d running script(s) stopped", len(leftovers))
+        # Nothing starts jails any more: cgroups that a killed nsjail left can go now.
+        swept = self.cgroups.sweep()
+        log.info(
+            "shut down: %d running script(s) stopped, %d cgroup(s) swept", len(leftovers), swept
+        )
 
     def _self_test(self) -> Health:
         mode = self.cgroups.mode

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import queue
 import re
 import resource
 import selectors
@@ -19,6 +20,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,13 +185,8 @@ class Jail:
         self._result_r, result_w = os.pipe2(os.O_CLOEXEC)
         self._log_r, log_w = os.pipe2(os.O_CLOEXEC)
         try:
-            self.proc = subprocess.Popen(
-                self._argv(control_r, result_w, log_w),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                pass_fds=(control_r, result_w, log_w),
-                start_new_session=True,
+            self.proc = LAUNCHER.popen(
+                self._argv(control_r, result_w, log_w), (control_r, result_w, log_w)
             )
         finally:
             for fd in (control_r, result_w, log_w):
@@ -510,6 +507,59 @@ class Jail:
             if fd >= 0:
                 os.close(fd)
                 setattr(self, name, -1)
+
+
+class Launcher:
+    """Starts every nsjail process from one long-lived thread.
+
+    PR_SET_PDEATHSIG (setpriv --pdeathsig) fires when the *thread* that forked the
+    process exits, not the process: a jail started from a refill worker or the
+    self-test thread would be killed when that thread ends, even mid-request.
+    """
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[
+            tuple[list[str], tuple[int, ...], Future[subprocess.Popen[bytes]]]
+        ] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def popen(self, argv: list[str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
+        """Start ``argv`` from the launcher thread and return its Popen."""
+        with self._lock:
+            # After a fork (gunicorn's worker) the parent's thread does not exist here.
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._requests = queue.SimpleQueue()
+                self._thread = threading.Thread(
+                    target=self._serve, name="jail-launcher", daemon=True
+                )
+                self._pid = os.getpid()
+                self._thread.start()
+        future: Future[subprocess.Popen[bytes]] = Future()
+        self._requests.put((argv, pass_fds, future))
+        return future.result()
+
+    def _serve(self) -> None:
+        requests = self._requests
+        while True:
+            argv, pass_fds, future = requests.get()
+            try:
+                future.set_result(
+                    subprocess.Popen(
+                        argv,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        pass_fds=pass_fds,
+                        start_new_session=True,
+                    )
+                )
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                future.set_exception(exc)
+
+
+LAUNCHER = Launcher()
 
 
 class Reaper:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 from dataclasses import dataclass
 from typing import Any
@@ -70,7 +71,12 @@ def _parse_report(record: RunRecord) -> dict[str, Any] | None:
     if b"\n" not in record.report or record.report_truncated:
         return None
     try:
-        report = json.loads(record.report.split(b"\n", 1)[0], parse_constant=_no_constants)
+        report = json.loads(
+            record.report.split(b"\n", 1)[0],
+            parse_constant=_no_constants,
+            parse_float=_finite_float,
+            parse_int=_bounded_int,
+        )
     except (ValueError, RecursionError):
         return None
     if not isinstance(report, dict):
@@ -89,6 +95,21 @@ def _parse_report(record: RunRecord) -> dict[str, Any] | None:
 def _no_constants(name: str) -> Any:
     """NaN and Infinity are not JSON: a report holding them was not the runner's."""
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    """1e999 parses as inf: not JSON either, so not the runner's."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    """The runner refuses integers over 4300 digits; so does the parser here."""
+    if len(text) > 4301:
+        raise ValueError("integer too long")
+    return int(text)
 
 
 def _signal_name(number: int) -> str:
@@ -160,11 +181,13 @@ def _usage(record: RunRecord, report: dict[str, Any] | None) -> dict[str, float]
     usage: dict[str, float] = {"wall_time_ms": round(record.wall_seconds * 1000, 3)}
     reported = report.get("usage") if report is not None else None
     if isinstance(reported, dict) and all(
-        isinstance(reported.get(key), (int, float)) and not isinstance(reported.get(key), bool)
+        isinstance(reported.get(key), (int, float))
+        and not isinstance(reported.get(key), bool)
+        and 0 <= reported[key] < 2**53
         for key in ("cpu_time_ms", "peak_memory_bytes")
     ):
-        usage["cpu_time_ms"] = max(0.0, float(reported["cpu_time_ms"]))
-        usage["peak_memory_bytes"] = max(0, int(reported["peak_memory_bytes"]))
+        usage["cpu_time_ms"] = float(reported["cpu_time_ms"])
+        usage["peak_memory_bytes"] = int(reported["peak_memory_bytes"])
     else:
         usage["cpu_time_ms"] = round(_script_cpu_ms(record), 3)
         usage["peak_memory_bytes"] = record.max_rss_bytes

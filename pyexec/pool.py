@@ -161,21 +161,28 @@ class JailPools:
         return stale
 
     def _refill_loop(self) -> None:
-        while True:
-            with self._condition:
-                stale = self._recycle_idle()
-                pool = None if self._closed else self._needs()
-                if pool is None and not stale:
-                    if self._closed:
-                        return
+        while not self._closed:
+            try:
+                self._refill_step()
+            except Exception:
+                log.exception("refill worker error")
+                time.sleep(FAILURE_BACKOFF_SECONDS)
+
+    def _refill_step(self) -> None:
+        """Recycle idle jails and start one jail where the pool is short (or wait)."""
+        with self._condition:
+            stale = self._recycle_idle()
+            pool = None if self._closed else self._needs()
+            if pool is None and not stale:
+                if not self._closed:
                     self._condition.wait(timeout=1.0)
-                    continue
-                if pool is not None:
-                    pool.starting += 1
-            for jail in stale:
-                jail.close()
+                return
             if pool is not None:
-                self._refill_one(pool)
+                pool.starting += 1
+        for jail in stale:
+            jail.close()
+        if pool is not None:
+            self._refill_one(pool)
 
     def _refill_one(self, pool: _Pool) -> None:
         jail: Jail | None = None

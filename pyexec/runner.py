@@ -111,27 +111,27 @@ def _exception_report(exc: BaseException, phase: str) -> Report:
     """Turn an exception raised by the script into its report."""
     if isinstance(exc, SystemExit):
         code = exc.code
-        if code is None or isinstance(code, int):
-            status = 0 if code is None else code
+        if code is None or (isinstance(code, int) and -(2**31) <= int.__index__(code) < 2**31):
+            status = 0 if code is None else int.__index__(code)  # True -> 1
             return Report(
                 "exited",
                 f"The script called sys.exit({status}) {phase} instead of returning from main().",
                 exit_code=status,
             )
+        shown = "an integer out of range" if isinstance(code, int) else repr(_safe_str(code)[:200])
         return Report(
             "exited",
-            f"The script called sys.exit({str(code)[:200]!r}) {phase} instead of "
-            "returning from main().",
+            f"The script called sys.exit({shown}) {phase} instead of returning from main().",
             exit_code=1,
         )
     frames = _user_frames(exc.__traceback__)
-    exc_type = type(exc).__name__
+    exc_type = str.__str__(type(exc).__name__)[:200]
     traceback = _import_traceback()
     message = _safe_str(exc)[:2000]
     try:
         lines = traceback.format_exception(exc)
     except Exception:
-        lines = [f"{type(exc).__name__}: {message}\n"]
+        lines = [f"{exc_type}: {message}\n"]
     detail = {"type": exc_type, "message": message}
     text = "".join(line for line in lines if 'File "<string>"' not in line)
     if isinstance(exc, MemoryError):
@@ -157,7 +157,7 @@ def _exception_report(exc: BaseException, phase: str) -> Report:
     )
 
 
-def _safe_str(exc: BaseException) -> str:
+def _safe_str(exc: object) -> str:
     """str(exc), or a note when the exception's own __str__ fails."""
     try:
         return str(exc)
@@ -383,6 +383,7 @@ def _run(source: str) -> dict[str, Any]:
             path="result",
             type="generator",
         )
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000))
     result = _to_json(value)
     return {"status": "ok", "result": result}
 
@@ -434,6 +435,32 @@ def _encode(report: dict[str, Any], max_bytes: int) -> bytes:
     return data
 
 
+LAST_RESORT_REPORT = (
+    b'{"status": "error", "kind": "invalid_result", '
+    b'"error": "The result could not be reported: the script interfered with the runner."}'
+)
+
+
+def _final_report(
+    report: dict[str, Any], ready_usage: resource.struct_rusage, max_result_bytes: int
+) -> bytes:
+    """The report as bytes; a result that cannot be encoded becomes invalid_result."""
+    # The script may have lowered the recursion limit; converting needs some depth.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000))
+    report["usage"] = _usage(ready_usage)
+    try:
+        return _encode(report, max_result_bytes)
+    except Exception as exc:
+        unencodable = Report(
+            "invalid_result",
+            f"The result cannot be encoded as JSON: {type(exc).__name__}.",
+            path="result",
+            type=type(exc).__name__,
+        ).payload
+        unencodable["usage"] = report["usage"]
+        return _encode(unencodable, max_result_bytes)
+
+
 def _read_request(fd: int) -> tuple[int, int, str]:
     """(cpu_seconds, max_result_bytes, script) from the control pipe."""
     header, _, body = _read_all(fd).partition(b"\n")
@@ -480,18 +507,10 @@ def main() -> None:
         report = _exception_report(exc, "while checking the result").payload
     if os.getpid() != runner_pid:
         os._exit(0)  # a forked child returned from main(): only the runner reports
-    report["usage"] = _usage(ready_usage)
     try:
-        data = _encode(report, max_result_bytes)
-    except Exception as exc:
-        unencodable = Report(
-            "invalid_result",
-            f"The result cannot be encoded as JSON: {type(exc).__name__}.",
-            path="result",
-            type=type(exc).__name__,
-        ).payload
-        unencodable["usage"] = report["usage"]
-        data = _encode(unencodable, max_result_bytes)
+        data = _final_report(report, ready_usage, max_result_bytes)
+    except BaseException:
+        data = LAST_RESORT_REPORT  # the script broke the runner's own machinery
     data += b"\n"
     for stream in (sys.stdout, sys.stderr):
         try:
