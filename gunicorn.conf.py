@@ -5,9 +5,12 @@
 functions-framework's own CLI runs the same app under gunicorn but with an
 unlimited request line and no graceful-shutdown hook; these settings add:
 - bounded request lines and headers (a 16 MB request line costs minutes of CPU);
-- threads = the admitted scripts + those waiting for a slot + 32 more, so that
+- threads = the admitted scripts + those waiting for a slot + 128 more, so that
   requests past both reach the admission check and get a quick 503 instead of
-  queueing unseen inside gunicorn (and /healthz always finds a thread);
+  queueing unseen inside gunicorn, and a client that stalls mid-body holds a
+  thread for at most 10 s (pyexec/bodylimit.py) while /healthz still finds one.
+  Behind Cloud Run the front end absorbs slow clients; exposed directly, put a
+  buffering proxy in front;
 - on SIGTERM (Cloud Run's signal): stop accepting, let running scripts finish
   within PYEXEC_SHUTDOWN_GRACE, then kill every jail (worker_exit below);
 - the app is imported in the worker (no preload), and the sandbox self-test
@@ -26,7 +29,7 @@ _settings = load_settings()
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"  # noqa: S104
 workers = 1
 worker_class = "gthread"
-threads = _settings.max_concurrent + _settings.max_queue + 32
+threads = _settings.max_concurrent + _settings.max_queue + 128
 timeout = 0
 graceful_timeout = round(_settings.shutdown_grace_seconds)  # Cloud Run kills 10 s after SIGTERM
 keepalive = 5

@@ -57,7 +57,7 @@ ROUTES = {
 
 # functions-framework executes this module inside its Flask app's context.
 flask.current_app.wsgi_app = BodyLimit(  # type: ignore[method-assign]
-    flask.current_app.wsgi_app, SETTINGS.max_body_bytes
+    flask.current_app.wsgi_app, SETTINGS.max_body_bytes, SETTINGS.body_timeout_seconds
 )
 
 

@@ -74,6 +74,8 @@ class Executor:
         self._active_lock = threading.Lock()
         self._waiting = 0
         self._stopped = False
+        self._memory = threading.Condition()
+        self._memory_used = 0
 
     def unavailable(self, reason: str) -> Outcome:
         """The 503 answer when no jail can run: cause and fix, no internals."""
@@ -113,9 +115,32 @@ class Executor:
         if not admitted:
             return self.overloaded()
         try:
-            return self._run_admitted(script, limits)
+            if not self._reserve_memory(limits.memory_mb):
+                return self.overloaded()
+            try:
+                return self._run_admitted(script, limits)
+            finally:
+                self._release_memory(limits.memory_mb)
         finally:
             self._slots.release()
+
+    def _reserve_memory(self, memory_mb: int) -> bool:
+        """Count ``memory_mb`` against the instance's memory budget (waiting at most
+        queue_wait_seconds): running jails' limits never add up past it."""
+        deadline = time.monotonic() + self.settings.queue_wait_seconds
+        with self._memory:
+            while self._memory_used + memory_mb > self.settings.memory_budget_mb:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._memory.wait(remaining)
+            self._memory_used += memory_mb
+            return True
+
+    def _release_memory(self, memory_mb: int) -> None:
+        with self._memory:
+            self._memory_used -= memory_mb
+            self._memory.notify_all()
 
     def _run_admitted(self, script: str, limits: Limits) -> Outcome:
         try:
@@ -146,7 +171,8 @@ class Executor:
             503,
             {
                 "error": f"The service is running its maximum of {self.settings.max_concurrent} "
-                "scripts at once; retry in a moment.",
+                f"scripts (or {self.settings.memory_budget_mb} MB of jails) at once; "
+                "retry in a moment.",
                 "kind": "overloaded",
             },
             (("Retry-After", "1"),),

@@ -52,7 +52,9 @@ def _errors(*statuses: int) -> dict[str, Any]:
     described = {
         "400": "A bad request, or the script failed (see `kind`).",
         "404": "Unknown path.",
+        "401": "PYEXEC_API_KEYS is set and no valid key came.",
         "405": "Wrong method; the Allow header names the right one.",
+        "408": "The request body did not arrive in time.",
         "413": "The body is over the size limit (refused before it is read).",
         "415": "The body is not JSON.",
         "500": "A fault of the service itself; no internals in the body.",
@@ -88,7 +90,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     },
                     "responses": {
                         "200": _answer("main() returned a JSON value.", "success"),
-                        **_errors(400, 404, 405, 413, 415, 500, 503),
+                        **_errors(400, 401, 404, 405, 408, 413, 415, 500, 503),
                     },
                 }
             },

@@ -37,6 +37,7 @@ class Settings:
     cpus: int = 1
     max_script_chars: int = 100_000
     max_body_bytes: int = 256 * 1024
+    body_timeout_seconds: float = 10.0
     max_output_bytes: int = 1024 * 1024
     max_result_bytes: int = 1024 * 1024
     startup_timeout_seconds: float = 30.0
@@ -44,6 +45,7 @@ class Settings:
     max_cpu_seconds: int = 60
     max_memory_mb: int = 1024
     max_concurrent: int = 8
+    memory_budget_mb: int = 0  # 0: max_concurrent x memory_mb (at least max_memory_mb)
     max_queue: int = 8
     queue_wait_seconds: float = 0.5
     shutdown_grace_seconds: float = 8.0
@@ -84,6 +86,7 @@ _FIELDS: dict[str, tuple[str, type, float, float]] = {
     "PYEXEC_CPUS": ("cpus", int, 1, 64),
     "PYEXEC_MAX_SCRIPT_CHARS": ("max_script_chars", int, 1, 10_000_000),
     "PYEXEC_MAX_BODY_BYTES": ("max_body_bytes", int, 1024, 64 * 1024 * 1024),
+    "PYEXEC_BODY_TIMEOUT": ("body_timeout_seconds", float, 0.1, 600),
     "PYEXEC_MAX_OUTPUT_BYTES": ("max_output_bytes", int, 1024, 64 * 1024 * 1024),
     "PYEXEC_MAX_RESULT_BYTES": ("max_result_bytes", int, 1024, 64 * 1024 * 1024),
     "PYEXEC_STARTUP_TIMEOUT": ("startup_timeout_seconds", float, 1, 600),
@@ -91,6 +94,7 @@ _FIELDS: dict[str, tuple[str, type, float, float]] = {
     "PYEXEC_MAX_CPU_SECONDS": ("max_cpu_seconds", int, 1, 3600),
     "PYEXEC_MAX_MEMORY_MB": ("max_memory_mb", int, 32, 64 * 1024),
     "PYEXEC_MAX_CONCURRENT": ("max_concurrent", int, 1, 256),
+    "PYEXEC_MEMORY_BUDGET_MB": ("memory_budget_mb", int, 0, 1024 * 1024),
     "PYEXEC_MAX_QUEUE": ("max_queue", int, 0, 4096),
     "PYEXEC_QUEUE_WAIT": ("queue_wait_seconds", float, 0, 300),
     "PYEXEC_SHUTDOWN_GRACE": ("shutdown_grace_seconds", float, 0, 3600),
@@ -158,6 +162,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     ):
         if getattr(settings, _FIELDS[default][0]) > getattr(settings, _FIELDS[cap][0]):
             raise SettingsError(f"{default} must not be above {cap}.")
+    if settings.memory_budget_mb == 0:
+        settings = dataclasses.replace(
+            settings,
+            memory_budget_mb=max(
+                settings.max_concurrent * settings.memory_mb, settings.max_memory_mb
+            ),
+        )
+    if settings.max_memory_mb > settings.memory_budget_mb:
+        raise SettingsError(
+            "PYEXEC_MAX_MEMORY_MB must not be above PYEXEC_MEMORY_BUDGET_MB "
+            f"({settings.memory_budget_mb})."
+        )
     for label, path in (
         ("PYEXEC_NSJAIL", settings.nsjail_path),
         ("PYEXEC_NSJAIL_CONFIG", settings.nsjail_config),

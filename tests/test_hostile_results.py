@@ -59,3 +59,37 @@ def test_exception_whose_str_raises(api: Api) -> None:
     assert (status, body["kind"]) == (400, "exception")
     assert body["exception"]["type"] == "Weird"
     assert "could not be produced" in body["exception"]["message"]
+
+
+def test_sys_exit_with_a_bool_or_a_huge_int(api: Api) -> None:
+    status, body = api.run_file("exit_true")
+    assert (status, body["kind"], body["exit_code"]) == (400, "exited", 1)
+    status, body = api.run_file("exit_huge")
+    assert (status, body["kind"], body["exit_code"]) == (400, "exited", 1)
+    assert "out of range" in body["error"]
+
+
+@pytest.mark.parametrize("name", ["forge_usage", "forge_dump_infinity"])
+def test_a_script_rewriting_the_runner_cannot_break_the_answer(api: Api, name: str) -> None:
+    status, body = api.run_file(name)
+    # The schema check in Api.post proves the answer is valid; no Infinity, no 500.
+    assert status in (200, 400)
+    usage = body["usage"]
+    assert 0 <= usage["cpu_time_ms"] < 2**53
+    assert 0 <= usage["peak_memory_bytes"] < 2**53
+
+
+def test_lowered_recursion_limit_does_not_crash_the_runner(api: Api) -> None:
+    status, body = api.run_file("low_recursion_limit")
+    assert status == 200
+    depth, value = 0, body["result"]
+    while value:
+        depth, value = depth + 1, value[0]
+    assert depth == 25
+    assert "<string>" not in body["stderr"]
+
+
+def test_a_huge_exception_type_name_is_cut(api: Api) -> None:
+    status, body = api.run_file("long_exception_name")
+    assert (status, body["kind"]) == (400, "exception")
+    assert len(body["exception"]["type"]) == 200

@@ -84,7 +84,8 @@ def test_no_secrets_environment_or_service_files(api: Api) -> None:
     assert result["opt_entries"] == ["sandbox"]
     assert set(result["usr_entries"]) <= {"bin", "lib", "lib64", "local"}
     assert result["usr_local_etc"] is False
-    assert (result["proc_cmdline"], result["proc_keys"]) == ("", "")
+    assert (result["proc_cmdline"], result["proc_keys"], result["proc_loadavg"]) == ("", "", "")
+    assert result["proc_pressure"] == []
     assert (result["uid"], result["gid"]) == (65534, 65534)
     for line in result["cap_lines"]:
         if not line.startswith("CapBnd"):

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -184,20 +185,12 @@ def free_port() -> int:
         return port
 
 
-def test_sigterm_leaves_no_jail_behind() -> None:
-    """The real server (gunicorn + gunicorn.conf.py): SIGTERM while a script runs and
-    the pool is full; afterwards no process of its jails exists."""
-    marker = f"pyexec-sigterm-{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def served(**environ: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """The real server (scripts/serve: gunicorn + gunicorn.conf.py) on a loopback port,
+    healthy; killed afterwards if the test did not stop it."""
     port = free_port()
-    env = {
-        **os.environ,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "PYEXEC_CGROUP_PARENT": marker,
-        "PYEXEC_SHUTDOWN_GRACE": "1",
-        "PYEXEC_POOL_SIZE": "2",
-        "PYEXEC_LIGHT_POOL_SIZE": "2",
-    }
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), **environ}
     server = subprocess.Popen(
         [str(PROJECT_DIR / "scripts/serve")],
         cwd=PROJECT_DIR,
@@ -205,6 +198,57 @@ def test_sigterm_leaves_no_jail_behind() -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{base}/healthz", timeout=5) as answer,
+            ):
+                if answer.status == 200:
+                    break
+            time.sleep(0.2)
+        yield server, base
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def test_a_stalled_body_gets_408_and_does_not_block_others() -> None:
+    with served(PYEXEC_BODY_TIMEOUT="1") as (_, base):
+        port = int(base.rsplit(":", 1)[1])
+        stalled = []
+        for _ in range(3):
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(
+                b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 1000\r\n\r\n{"scr'
+            )
+            stalled.append(sock)
+        with urllib.request.urlopen(f"{base}/healthz", timeout=5) as answer:
+            assert answer.status == 200
+        for sock in stalled:
+            sock.settimeout(10)
+            reply = b""
+            while b"}" not in reply:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+            sock.close()
+            head, _, body = reply.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 408")
+            answer_body = json.loads(body)
+            check_schema(408, answer_body)
+            assert answer_body["kind"] == "request_timeout"
+
+
+def test_sigterm_leaves_no_jail_behind() -> None:
+    """The real server (gunicorn + gunicorn.conf.py): SIGTERM while a script runs and
+    the pool is full; afterwards no process of its jails exists."""
+    marker = f"pyexec-sigterm-{uuid.uuid4().hex[:8]}"
 
     jailed: set[int] = set()
 
@@ -227,40 +271,53 @@ def test_sigterm_leaves_no_jail_behind() -> None:
                 found.append(line[:80])
         return found
 
-    base = f"http://127.0.0.1:{port}"
-    try:
+    answers: dict[str, Any] = {}
+    with served(
+        PYEXEC_CGROUP_PARENT=marker,
+        PYEXEC_SHUTDOWN_GRACE="4",
+        PYEXEC_POOL_SIZE="2",
+        PYEXEC_LIGHT_POOL_SIZE="2",
+    ) as (server, base):
         deadline = time.monotonic() + 60
         pool: dict[str, int] = {}
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=5) as answer:
-                    pool = json.load(answer)["pool"]
-                if pool == {"light": 2, "heavy": 2}:
-                    break
-            except OSError:
-                pass
+        while pool != {"light": 2, "heavy": 2} and time.monotonic() < deadline:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=5) as answer:
+                pool = json.load(answer)["pool"]
             time.sleep(0.2)
         assert pool == {"light": 2, "heavy": 2}
-        request = urllib.request.Request(
-            f"{base}/execute",
-            data=json.dumps({"script": script("sleep_forever")}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
 
-        def running_request() -> None:
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(request, timeout=30).close()
+        def post(name: str) -> None:
+            request = urllib.request.Request(
+                f"{base}/execute",
+                data=json.dumps({"script": script(name)}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as answer:
+                    answers[name] = (answer.status, json.load(answer))
+            except urllib.error.HTTPError as refused:
+                answers[name] = (refused.code, json.load(refused))
+            except OSError as lost:
+                answers[name] = (None, str(lost))
 
-        threading.Thread(target=running_request, daemon=True).start()
-        time.sleep(1.5)
-        assert len(jail_processes()) >= 5  # 4 pooled + 1 running
+        threads = [
+            threading.Thread(target=post, args=(name,))
+            for name in ("sleep_two_seconds", "sleep_forever")
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.7)
+        assert len(jail_processes()) >= 6  # 4 pooled (2 refilling) + 2 running
         assert len(jailed) >= 5
         server.send_signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join(timeout=30)
         server.wait(timeout=30)
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+    # A script that finishes within the grace period gets its answer.
+    assert answers["sleep_two_seconds"][0] == 200
+    assert answers["sleep_two_seconds"][1]["result"] == "slept"
+    # One that does not is stopped: no answer, or a 503 shutting_down.
+    assert answers["sleep_forever"][0] in (None, 503)
     deadline = time.monotonic() + 10
     while jail_processes() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -270,3 +327,32 @@ def test_sigterm_leaves_no_jail_behind() -> None:
         if os.path.isdir(parent):
             assert [p for p in os.listdir(parent) if p.startswith("NSJAIL.")] == []
             os.rmdir(parent)
+
+
+def test_memory_budget_bounds_the_sum_of_running_jails() -> None:
+    settings = load_settings(
+        {
+            "PYEXEC_MEMORY_BUDGET_MB": "768",
+            "PYEXEC_MAX_MEMORY_MB": "512",
+            "PYEXEC_QUEUE_WAIT": "0.3",
+            "PYEXEC_POOL_SIZE": "0",
+        }
+    )
+    service = Service(settings)
+    assert service.executor.health().ok
+    answers: dict[str, Outcome] = {}
+
+    def big() -> None:
+        answers["big"] = call(service, {"script": script("sleep_two_seconds"), "memory_mb": 512})
+
+    thread = threading.Thread(target=big)
+    thread.start()
+    time.sleep(0.8)
+    second = call(service, {"script": script("hello"), "memory_mb": 512})
+    small = call(service, {"script": script("hello")})  # 256 MB still fits
+    thread.join()
+    assert (second.status, second.body["kind"]) == (503, "overloaded")
+    assert "768 MB" in second.body["error"]
+    assert small.status == 200
+    assert answers["big"].status == 200
+    service.executor.shutdown()

@@ -25,6 +25,8 @@ def main():
         "usr_local_etc": os.path.exists("/usr/local/etc"),
         "proc_cmdline": read("/proc/cmdline"),
         "proc_keys": read("/proc/keys"),
+        "proc_loadavg": read("/proc/loadavg"),
+        "proc_pressure": os.listdir("/proc/pressure") if os.path.isdir("/proc/pressure") else [],
         "uid": os.getuid(),
         "gid": os.getgid(),
         "groups": os.getgroups(),
