@@ -76,10 +76,17 @@ class CgroupSupport:
                     time.sleep(0.02)
 
     def sweep(self) -> int:
-        """Remove leftover jail cgroups whose processes are all gone; how many."""
+        """Remove leftover jail cgroups whose jail is gone; how many.
+
+        A directory is named after its jail's init pid; while that process lives
+        (even before it has joined the cgroup) the directory is left alone.
+        """
         removed = 0
         for parent in self.parents:
             for directory in parent.glob("NSJAIL.*"):
+                pid = directory.name.partition(".")[2]
+                if pid.isdigit() and Path(f"/proc/{pid}").exists():
+                    continue
                 try:
                     if (directory / "cgroup.procs").read_text().strip():
                         continue
