@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import functions_framework
@@ -83,6 +84,21 @@ def stray_jail_processes(pools: JailPools) -> list[str]:
     return strays
 
 
+def leaked_cgroups(service: Service, wait_seconds: float = 10) -> list[str]:
+    """Jail cgroups whose jail is gone (removal after an OOM kill is asynchronous)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        leaked = [
+            str(directory)
+            for parent in service.executor.cgroups.parents
+            for directory in parent.glob("NSJAIL.*")
+            if not os.path.exists(f"/proc/{directory.name.partition('.')[2]}")
+        ]
+        if not leaked or time.monotonic() > deadline:
+            return leaked
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def leaves_nothing_behind(api: Api, service: Service) -> Iterator[None]:
     """After the test: no jail process survives outside the pool; the service answers."""
@@ -90,5 +106,6 @@ def leaves_nothing_behind(api: Api, service: Service) -> Iterator[None]:
     assert REAPER.wait_idle(timeout=30)
     assert service.executor.pools.wait_full(timeout=60)
     assert stray_jail_processes(service.executor.pools) == []
+    assert leaked_cgroups(service) == []
     status, body = api.run_file("hello")
     assert core((status, body)) == (200, {"result": {"hello": "world"}, "stdout": ""})
