@@ -78,14 +78,15 @@ class CgroupSupport:
     def sweep(self) -> int:
         """Remove leftover jail cgroups whose jail is gone; how many.
 
-        A directory is named after its jail's init pid; while that process lives
-        (even before it has joined the cgroup) the directory is left alone.
+        A directory is named after its jail's init pid; while that process lives as
+        nsjail's child (even before it has joined the cgroup) the directory is left
+        alone. A pid reused by an unrelated process does not count.
         """
         removed = 0
         for parent in self.parents:
             for directory in parent.glob("NSJAIL.*"):
                 pid = directory.name.partition(".")[2]
-                if pid.isdigit() and Path(f"/proc/{pid}").exists():
+                if pid.isdigit() and is_jail_init(int(pid)):
                     continue
                 try:
                     if (directory / "cgroup.procs").read_text().strip():
@@ -95,6 +96,16 @@ class CgroupSupport:
                 except OSError:
                     continue
         return removed
+
+
+def is_jail_init(pid: int) -> bool:
+    """True when ``pid`` is alive and its parent is an nsjail process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        return Path(f"/proc/{parent}/comm").read_text().strip() == "nsjail"
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 def _prepare_v1(parent: str) -> CgroupSupport:

@@ -17,6 +17,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from pyexec.api import Service
+from pyexec.cgroups import is_jail_init
 from pyexec.jail import REAPER
 from pyexec.pool import JailPools
 from tests.support import CANARY, PROJECT_DIR, Api, core
@@ -49,10 +50,12 @@ def api(app_client: FlaskClient) -> Api:
 
 
 @pytest.fixture(scope="session")
-def service(app_client: FlaskClient) -> Service:
-    """The Service object behind the app (main.py's SERVICE)."""
+def service(app_client: FlaskClient) -> Iterator[Service]:
+    """The Service object behind the app (main.py's SERVICE); shut down at the end,
+    as gunicorn's worker_exit does, so no jail outlives the test run."""
     service: Service = sys.modules["main"].SERVICE
-    return service
+    yield service
+    service.executor.shutdown(grace_seconds=0)
 
 
 def stray_jail_processes(pools: JailPools) -> list[str]:
@@ -92,7 +95,7 @@ def leaked_cgroups(service: Service, wait_seconds: float = 10) -> list[str]:
             str(directory)
             for parent in service.executor.cgroups.parents
             for directory in parent.glob("NSJAIL.*")
-            if not os.path.exists(f"/proc/{directory.name.partition('.')[2]}")
+            if not is_jail_init(int(directory.name.partition(".")[2]))
         ]
         if not leaked or time.monotonic() > deadline:
             return leaked
