@@ -71,6 +71,9 @@ class RunRecord:
     exit_signal: str | None = None
     exit_status: int | None = None
     oom_killed: bool | None = None
+    # From the jail's cgroup when readable (None otherwise): trusted figures.
+    cgroup_peak_bytes: int | None = None
+    cgroup_cpu_ms: float | None = None
     wall_seconds: float = 0.0
     log: bytes = b""
     limits: Limits | None = None
@@ -366,6 +369,9 @@ class Jail:
                 if name != "report":
                     self._drain(fd, buffers[name], caps[name], record, name)
         record.wall_seconds = time.monotonic() - started
+        if self.init_pid is not None and self.cgroups.enforced:
+            # Before teardown removes the cgroup.
+            record.cgroup_peak_bytes, record.cgroup_cpu_ms = self.cgroups.measured(self.init_pid)
         if reported and not record.stdout_truncated:
             # Answer now; the jail's teardown (exit, unmapping, cgroup removal)
             # happens off the request path.

@@ -191,6 +191,12 @@ def _usage(record: RunRecord, report: dict[str, Any] | None) -> dict[str, float]
     else:
         usage["cpu_time_ms"] = round(_script_cpu_ms(record), 3)
         usage["peak_memory_bytes"] = record.max_rss_bytes
+    # The jail's cgroup saw every process of the jail and cannot be forged by the
+    # script: its figures win where it has them.
+    if record.cgroup_cpu_ms is not None:
+        usage["cpu_time_ms"] = round(max(0.0, record.cgroup_cpu_ms - record.startup_cpu_ms), 3)
+    if record.cgroup_peak_bytes is not None:
+        usage["peak_memory_bytes"] = record.cgroup_peak_bytes
     return usage
 
 
