@@ -1,22 +1,26 @@
 """functions-framework entrypoint: routing only; the logic lives in pyexec.api.
 
-Run: ``functions-framework --target=handle --source=main.py --port=8080``
-(``make run`` does this after setting everything up).
+Run: ``make run`` (``scripts/serve``: functions-framework's app under gunicorn with
+``gunicorn.conf.py``); ``functions-framework --target=handle --source=main.py``
+serves the same app for development.
 
 Endpoints
 ---------
 ``POST /execute`` with ``Content-Type: application/json`` and ``{"script": "<source>"}``.
 The script must define ``main()``; it runs once in a fresh nsjail jail.
 
-- 200 ``{"result": <main()'s JSON value>, "stdout": "<printed text>"}``
+- 200 ``{"result": <main()'s JSON value>, "stdout": "<printed text>", "stderr",
+  "stdout_truncated", "stderr_truncated", "usage", "limits"}``
 - 400 ``{"error": "...", "kind": "...", "stdout": "...", ...}``: a bad request
   (``bad_request``, ``invalid_json``) or a script that failed; ``kind`` is one of
   ``syntax_error, exception, no_main, main_not_callable, main_async, main_signature,
   invalid_result, result_too_large, exited, crashed, timeout, cpu_limit,
   memory_limit, output_limit, file_size_limit`` (README has the table).
-- 404 unknown path, 405 wrong method (with ``Allow``), 413 body over the limit,
-  415 body not JSON, 503 ``sandbox_unavailable`` when the jail cannot run here,
-  500 ``internal_error`` only for a fault of the service itself.
+- 401 ``unauthorized`` when PYEXEC_API_KEYS is set and no valid key came,
+  404 unknown path, 405 wrong method (with ``Allow``), 408 body too slow,
+  413 body over the limit, 415 body not JSON,
+  503 ``overloaded`` / ``shutting_down`` / ``sandbox_unavailable`` (with
+  ``Retry-After``), 500 ``internal_error`` only for a fault of the service itself.
 
 ``GET /openapi.json``: the OpenAPI 3.1 document, built from ``schemas/``.
 
