@@ -32,6 +32,8 @@ class CgroupSupport:
     reason: str = ""
     # Where nsjail makes each jail's cgroup: NSJAIL.<pid of the jail's init> in each.
     parents: tuple[Path, ...] = ()
+    # cgroup v1 only: our own cpuacct parent, since nsjail does not set up cpuacct.
+    cpuacct: Path | None = None
 
     @property
     def enforced(self) -> bool:
@@ -63,6 +65,54 @@ class CgroupSupport:
             except (OSError, ValueError):
                 pass
         return peak, cpu_ms
+
+    def track_cpu(self, pid: int) -> Path | None:
+        """Start counting the CPU of the jail whose init is ``pid`` and of everything it
+        starts from now on; the file to read with ``cpu_ms`` (None: cannot count).
+
+        v2: the jail's own cpu.stat. v1: a cpuacct cgroup of ours (JAIL.<pid>) that
+        the init joins at hand-over, so its children are counted too.
+        """
+        if self.mode == "v2" and self.parents:
+            return self.parents[0] / f"NSJAIL.{pid}" / "cpu.stat"
+        if self.cpuacct is None:
+            return None
+        directory = self.cpuacct / f"JAIL.{pid}"
+        try:
+            directory.mkdir(exist_ok=True)
+            (directory / "cgroup.procs").write_text(str(pid))
+        except OSError:
+            return None
+        return directory / "cpuacct.usage"
+
+    @staticmethod
+    def cpu_ms(handle: Path) -> float | None:
+        """CPU milliseconds counted so far in a ``track_cpu`` file."""
+        try:
+            text = handle.read_text()
+        except OSError:
+            return None
+        if handle.name == "cpuacct.usage":
+            return int(text) / 1e6  # nanoseconds
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "usage_usec":
+                return int(value) / 1000
+        return None
+
+    def untrack_cpu(self, pid: int) -> None:
+        """Remove our cpuacct cgroup once the jail is gone (v1)."""
+        if self.cpuacct is None:
+            return
+        directory = self.cpuacct / f"JAIL.{pid}"
+        for _ in range(250):
+            try:
+                directory.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.02)
 
     def oom_killed(self, pid: int) -> bool | None:
         """Whether the kernel's OOM killer acted in the jail's cgroup (None: unknown).
@@ -105,8 +155,11 @@ class CgroupSupport:
         alone. A pid reused by an unrelated process does not count.
         """
         removed = 0
-        for parent in self.parents:
-            for directory in parent.glob("NSJAIL.*"):
+        for parent, pattern in (
+            *((parent, "NSJAIL.*") for parent in self.parents),
+            *(((self.cpuacct, "JAIL.*"),) if self.cpuacct else ()),
+        ):
+            for directory in parent.glob(pattern):
                 pid = directory.name.partition(".")[2]
                 if pid.isdigit() and is_jail_init(int(pid)):
                     continue
@@ -139,7 +192,13 @@ def _prepare_v1(parent: str) -> CgroupSupport:
         parents.append(mount / parent)
         flag = "mem" if controller == "memory" else controller
         args += [f"--cgroup_{flag}_mount", str(mount), f"--cgroup_{flag}_parent", parent]
-    return CgroupSupport("v1", tuple(args), parents=tuple(parents))
+    # cpuacct, mounted apart from cpu (or with it), counts a whole jail's CPU.
+    cpuacct: Path | None = CGROUP_ROOT / "cpuacct" / parent
+    try:
+        cpuacct.mkdir(exist_ok=True)  # type: ignore[union-attr]
+    except OSError:
+        cpuacct = None
+    return CgroupSupport("v1", tuple(args), parents=tuple(parents), cpuacct=cpuacct)
 
 
 def _enable_v2_controllers(cgroup: Path) -> None:

@@ -30,6 +30,7 @@ from pyexec.settings import Limits, Settings
 RUNNER_SOURCE = (Path(__file__).parent / "runner.py").read_text(encoding="utf-8")
 READY_PREFIX = b"ready "
 MAX_LOG_BYTES = 64 * 1024
+CPU_POLL_SECONDS = 0.05  # how often a running jail's CPU is checked against its limit
 # nsjail gets SIGKILL if the service process dies, however it dies (its own
 # PR_SET_PDEATHSIG then takes the jail down): no jail outlives the service.
 # setpriv is util-linux's, present on every Debian-based image.
@@ -74,6 +75,7 @@ class RunRecord:
     # From the jail's cgroup when readable (None otherwise): trusted figures.
     cgroup_peak_bytes: int | None = None
     cgroup_cpu_ms: float | None = None
+    cpu_exceeded: bool = False  # the jail as a whole used more than its CPU limit
     wall_seconds: float = 0.0
     log: bytes = b""
     limits: Limits | None = None
@@ -308,6 +310,15 @@ class Jail:
         request = f"{limits.cpu_seconds} {settings.max_result_bytes}\n".encode() + script.encode(
             "utf-8", "surrogatepass"
         )
+        # Count the whole jail's CPU from here (its init and all it starts), so the
+        # CPU limit holds for the jail, not only per process (RLIMIT_CPU).
+        cpu_handle = None
+        cpu_start = 0.0
+        if self.init_pid is not None and self.cgroups.enforced:
+            cpu_handle = self.cgroups.track_cpu(self.init_pid)
+            if cpu_handle is not None:
+                cpu_start = self.cgroups.cpu_ms(cpu_handle) or 0.0
+        cpu_budget_ms = limits.cpu_seconds * 1000
         started = time.monotonic()
         deadline = started + limits.timeout_seconds
         stdout = bytearray()
@@ -338,6 +349,12 @@ class Jail:
                 if remaining <= 0:
                     record.timed_out = True
                     break
+                if cpu_handle is not None:
+                    used = self.cgroups.cpu_ms(cpu_handle)
+                    if used is not None and used - cpu_start >= cpu_budget_ms:
+                        record.cpu_exceeded = True
+                        break
+                    remaining = min(remaining, CPU_POLL_SECONDS)
                 for key, _ in selector.select(remaining):
                     fd = key.fd
                     if fd == self._control_w:
@@ -371,14 +388,18 @@ class Jail:
         record.wall_seconds = time.monotonic() - started
         if self.init_pid is not None and self.cgroups.enforced:
             # Before teardown removes the cgroup.
-            record.cgroup_peak_bytes, record.cgroup_cpu_ms = self.cgroups.measured(self.init_pid)
-        if reported and not record.stdout_truncated:
+            record.cgroup_peak_bytes, _ = self.cgroups.measured(self.init_pid)
+            if cpu_handle is not None:
+                used = self.cgroups.cpu_ms(cpu_handle)
+                if used is not None:
+                    record.cgroup_cpu_ms = max(0.0, used - cpu_start)
+        if reported and not record.stdout_truncated and not record.cpu_exceeded:
             # Answer now; the jail's teardown (exit, unmapping, cgroup removal)
             # happens off the request path.
             record.log = bytes(self._log)
             REAPER.submit(self)
         else:
-            self._finish(record, kill_now=stop or record.timed_out)
+            self._finish(record, kill_now=stop or record.timed_out or record.cpu_exceeded)
         record.stdout = bytes(stdout)
         record.stderr = bytes(stderr)
         record.report = bytes(report)
@@ -452,6 +473,8 @@ class Jail:
         pid = int(ended.group(1)) if ended else self.init_pid
         if pid is None or not self.cgroups.enforced:
             return
+        if self.cgroups.cpuacct is not None:
+            REAPER.call(functools.partial(self.cgroups.untrack_cpu, pid))
         if any(directory.exists() for directory in self.cgroups.jail_dirs(pid)):
             # Memory is uncharged asynchronously after an OOM kill: keep trying,
             # off the request path.

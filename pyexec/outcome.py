@@ -193,8 +193,8 @@ def _usage(record: RunRecord, report: dict[str, Any] | None) -> dict[str, float]
         usage["peak_memory_bytes"] = record.max_rss_bytes
     # The jail's cgroup saw every process of the jail and cannot be forged by the
     # script: its figures win where it has them.
-    if record.cgroup_cpu_ms is not None:
-        usage["cpu_time_ms"] = round(max(0.0, record.cgroup_cpu_ms - record.startup_cpu_ms), 3)
+    if record.cgroup_cpu_ms is not None:  # counted from the hand-over already
+        usage["cpu_time_ms"] = round(record.cgroup_cpu_ms, 3)
     if record.cgroup_peak_bytes is not None:
         usage["peak_memory_bytes"] = record.cgroup_peak_bytes
     return usage
@@ -230,6 +230,14 @@ def interpret(record: RunRecord, max_output_bytes: int) -> Outcome:
             400,
             "result_too_large",
             "main() returned a result larger than the result size limit.",
+            **common,
+        )
+    if record.cpu_exceeded:
+        return error(
+            400,
+            "cpu_limit",
+            f"The script used more than its CPU time limit of {limits.cpu_seconds:g} s.",
+            signal="SIGKILL",
             **common,
         )
     if record.timed_out:

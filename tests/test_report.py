@@ -83,6 +83,12 @@ def test_request_memory_limit_is_applied(api: Api) -> None:
     assert body["limits"]["memory_mb"] == 512
 
 
+def test_cpu_limit_holds_for_the_whole_jail_not_per_process(api: Api) -> None:
+    status, body = run_with(api, "cpu_in_children", cpu_seconds=1, timeout_seconds=10)
+    assert (status, body["kind"]) == (400, "cpu_limit")
+    assert body["usage"]["cpu_time_ms"] >= 1000
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
