@@ -138,6 +138,7 @@ class Jail:
         self.ready_at = 0.0
         self.startup_cpu_ms = 0.0
         self.init_pid: int | None = None  # host pid of the jail's init (the runner)
+        self._cpu_handle: Path | None = None  # where the whole jail's CPU is counted
         self._buffer = b""
         self._log = bytearray()
         # run() hands a jail that answered to the reaper thread; close() may race it.
@@ -245,6 +246,10 @@ class Jail:
             raise JailStartError(f"the runner did not report ready: {line[:200]!r}")
         self.startup_cpu_ms = float(line[len(READY_PREFIX) :])
         self.init_pid = self._init_pid()
+        if self.init_pid is not None and self.cgroups.enforced:
+            # Joining a v1 cgroup costs milliseconds (an RCU grace period): done
+            # here, while the jail warms up, not when the script is handed over.
+            self._cpu_handle = self.cgroups.track_cpu(self.init_pid)
         self._ready = True
         self.ready_at = time.monotonic()
 
@@ -312,12 +317,10 @@ class Jail:
         )
         # Count the whole jail's CPU from here (its init and all it starts), so the
         # CPU limit holds for the jail, not only per process (RLIMIT_CPU).
-        cpu_handle = None
+        cpu_handle = self._cpu_handle
         cpu_start = 0.0
-        if self.init_pid is not None and self.cgroups.enforced:
-            cpu_handle = self.cgroups.track_cpu(self.init_pid)
-            if cpu_handle is not None:
-                cpu_start = self.cgroups.cpu_ms(cpu_handle) or 0.0
+        if cpu_handle is not None:
+            cpu_start = self.cgroups.cpu_ms(cpu_handle) or 0.0
         cpu_budget_ms = limits.cpu_seconds * 1000
         started = time.monotonic()
         deadline = started + limits.timeout_seconds
