@@ -312,9 +312,9 @@ class Jail:
         record = self._record
         record.limits = limits
         record.startup_cpu_ms = self.startup_cpu_ms
-        request = f"{limits.cpu_seconds} {settings.max_result_bytes}\n".encode() + script.encode(
-            "utf-8", "surrogatepass"
-        )
+        source = script.encode("utf-8", "surrogatepass")
+        header = f"{limits.cpu_seconds} {settings.max_result_bytes} {len(source)}\n"
+        request = header.encode() + source
         # Count the whole jail's CPU from here (its init and all it starts), so the
         # CPU limit holds for the jail, not only per process (RLIMIT_CPU).
         cpu_handle = self._cpu_handle
@@ -396,6 +396,9 @@ class Jail:
                 used = self.cgroups.cpu_ms(cpu_handle)
                 if used is not None:
                     record.cgroup_cpu_ms = max(0.0, used - cpu_start)
+        if self._control_w >= 0:
+            os.close(self._control_w)  # the runner may exit now
+            self._control_w = -1
         if reported and not record.stdout_truncated and not record.cpu_exceeded:
             # Answer now; the jail's teardown (exit, unmapping, cgroup removal)
             # happens off the request path.
@@ -426,7 +429,8 @@ class Jail:
                 return
 
     def _send(self, selector: selectors.BaseSelector, pending: memoryview) -> memoryview:
-        """Write what the control pipe takes; close it once the request is sent."""
+        """Write what the control pipe takes. The pipe stays open: closing it tells
+        the runner it may exit, once the jail's cgroup has been read."""
         try:
             written = os.write(self._control_w, pending)
         except BlockingIOError:
@@ -436,8 +440,6 @@ class Jail:
         pending = pending[written:]
         if not pending:
             selector.unregister(self._control_w)
-            os.close(self._control_w)
-            self._control_w = -1
         return pending
 
     def _finish(self, record: RunRecord, kill_now: bool) -> None:

@@ -11,12 +11,13 @@ Protocol, over two pipes that nsjail passes through (``--pass_fd``):
 1. It imports the modules named by ``--preimport`` (so a warm jail pays for
    numpy/pandas before the request arrives), then writes ``ready <cpu_ms>\\n`` on
    the result fd (the CPU it spent getting ready, so the service can subtract it).
-2. It reads one request from the control fd until EOF, and closes it: a line
-   ``<cpu_seconds> <max_result_bytes>\\n`` followed by the script's source in UTF-8.
+2. It reads one request from the control fd: a line
+   ``<cpu_seconds> <max_result_bytes> <script bytes>\\n`` and the script's source in UTF-8.
 3. It runs the script and writes exactly one JSON report on the result fd:
    ``{"status": "ok", "result": ..., "usage": {...}}`` or
    ``{"status": "error", "kind": ..., "error": ..., "usage": {...}}``, ending in a
-   newline, then exits at once. ``usage`` counts from the hand-over.
+   newline; it exits when the service closes the control fd (after reading the
+   jail's cgroup figures). ``usage`` counts from the hand-over.
 
 The result never travels on stdout, so whatever the script prints is returned
 byte-exact and cannot be mistaken for a result.
@@ -462,9 +463,21 @@ def _final_report(
 
 
 def _read_request(fd: int) -> tuple[int, int, str]:
-    """(cpu_seconds, max_result_bytes, script) from the control pipe."""
-    header, _, body = _read_all(fd).partition(b"\n")
-    cpu_seconds, max_result_bytes = (int(field) for field in header.split())
+    """(cpu_seconds, max_result_bytes, script) from the control pipe, which stays
+    open: the service closes it once it has measured the jail (see main)."""
+    data = b""
+    while b"\n" not in data:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            raise EOFError("the service sent no request")
+        data += chunk
+    header, _, body = data.partition(b"\n")
+    cpu_seconds, max_result_bytes, length = (int(field) for field in header.split())
+    while len(body) < length:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            raise EOFError("the request was cut short")
+        body += chunk
     return cpu_seconds, max_result_bytes, body.decode("utf-8", "surrogatepass")
 
 
@@ -496,7 +509,7 @@ def main() -> None:
     ready_usage = resource.getrusage(resource.RUSAGE_SELF)
     _write_all(result_fd, f"ready {_cpu_ms(ready_usage):.3f}\n".encode())
     cpu_seconds, max_result_bytes, source = _read_request(control_fd)
-    os.close(control_fd)
+    os.set_inheritable(control_fd, False)
     _limit_cpu(cpu_seconds)
     sys.argv = ["script"]
     try:
@@ -521,6 +534,12 @@ def main() -> None:
         _write_all(result_fd, data)
     except OSError:
         pass  # the script closed or broke the result fd: the service sees no result
+    try:
+        # Stay alive until the service has read the jail's cgroup figures (it
+        # closes the control pipe then): they go with the jail when it exits.
+        os.read(control_fd, 1)
+    except OSError:
+        pass
     os._exit(0)
 
 
