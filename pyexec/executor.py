@@ -8,10 +8,11 @@ import time
 from dataclasses import dataclass
 
 from pyexec.cgroups import CgroupSupport, prepare_cgroups
-from pyexec.jail import DEATH_SIGNAL_PREFIX, REAPER, Jail, JailStartError
+from pyexec.jail import Jail, JailStartError
 from pyexec.outcome import Outcome, interpret
 from pyexec.pool import JailPools
 from pyexec.settings import Limits, Settings
+from pyexec.spawn import DEATH_SIGNAL_PREFIX, REAPER
 
 log = logging.getLogger("pyexec")
 

@@ -10,32 +10,24 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import queue
 import re
 import resource
 import selectors
-import shutil
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
 from pyexec.cgroups import CgroupSupport
 from pyexec.settings import Limits, Settings
+from pyexec.spawn import DEATH_SIGNAL_PREFIX, LAUNCHER, REAPER
 
 RUNNER_SOURCE = (Path(__file__).parent / "runner.py").read_text(encoding="utf-8")
 READY_PREFIX = b"ready "
 MAX_LOG_BYTES = 64 * 1024
 CPU_POLL_SECONDS = 0.05  # how often a running jail's CPU is checked against its limit
-# nsjail gets SIGKILL if the service process dies, however it dies (its own
-# PR_SET_PDEATHSIG then takes the jail down): no jail outlives the service.
-# setpriv is util-linux's, present on every Debian-based image.
-_SETPRIV = shutil.which("setpriv")
-DEATH_SIGNAL_PREFIX: tuple[str, ...] = (_SETPRIV, "--pdeathsig", "KILL") if _SETPRIV else ()
 EXIT_LINE = re.compile(
     rb"pid=(\d+) \(\[STANDALONE MODE\]\) "
     rb"(?:terminated with signal: (SIG\w+)|exited with status: (\d+))"
@@ -403,7 +395,7 @@ class Jail:
             # Answer now; the jail's teardown (exit, unmapping, cgroup removal)
             # happens off the request path.
             record.log = bytes(self._log)
-            REAPER.submit(self)
+            REAPER.call(self.finish)
         else:
             self._finish(record, kill_now=stop or record.timed_out or record.cpu_exceeded)
         record.stdout = bytes(stdout)
@@ -541,96 +533,3 @@ class Jail:
             if fd >= 0:
                 os.close(fd)
                 setattr(self, name, -1)
-
-
-class Launcher:
-    """Starts every nsjail process from one long-lived thread.
-
-    PR_SET_PDEATHSIG (setpriv --pdeathsig) fires when the *thread* that forked the
-    process exits, not the process: a jail started from a refill worker or the
-    self-test thread would be killed when that thread ends, even mid-request.
-    """
-
-    def __init__(self) -> None:
-        self._requests: queue.SimpleQueue[
-            tuple[list[str], tuple[int, ...], Future[subprocess.Popen[bytes]]]
-        ] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-
-    def popen(self, argv: list[str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
-        """Start ``argv`` from the launcher thread and return its Popen."""
-        with self._lock:
-            # After a fork (gunicorn's worker) the parent's thread does not exist here.
-            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
-                self._requests = queue.SimpleQueue()
-                self._thread = threading.Thread(
-                    target=self._serve, name="jail-launcher", daemon=True
-                )
-                self._pid = os.getpid()
-                self._thread.start()
-        future: Future[subprocess.Popen[bytes]] = Future()
-        self._requests.put((argv, pass_fds, future))
-        return future.result()
-
-    def _serve(self) -> None:
-        requests = self._requests
-        while True:
-            argv, pass_fds, future = requests.get()
-            try:
-                future.set_result(
-                    subprocess.Popen(
-                        argv,
-                        stdin=subprocess.DEVNULL,
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE,
-                        pass_fds=pass_fds,
-                        start_new_session=True,
-                    )
-                )
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                future.set_exception(exc)
-
-
-LAUNCHER = Launcher()
-
-
-class Reaper:
-    """Tears down jails (and their cgroups) off the request path, and can wait for it."""
-
-    def __init__(self) -> None:
-        self._condition = threading.Condition()
-        self._pending = 0
-
-    def submit(self, jail: Jail) -> None:
-        """Finish and close ``jail`` in a background thread."""
-        self.call(jail.finish)
-
-    def call(self, work: Callable[[], None]) -> None:
-        """Run ``work`` in a background thread that ``wait_idle`` accounts for."""
-        with self._condition:
-            self._pending += 1
-        threading.Thread(target=self._run, args=(work,), name="jail-reaper", daemon=True).start()
-
-    def _run(self, work: Callable[[], None]) -> None:
-        try:
-            work()
-        finally:
-            with self._condition:
-                self._pending -= 1
-                self._condition.notify_all()
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Block until no teardown is pending (tests, shutdown)."""
-        deadline = time.monotonic() + timeout
-        with self._condition:
-            while self._pending:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._condition.wait(remaining)
-            return True
-
-
-REAPER = Reaper()

@@ -18,8 +18,8 @@ from flask.testing import FlaskClient
 
 from pyexec.api import Service
 from pyexec.cgroups import is_jail_init
-from pyexec.jail import REAPER
 from pyexec.pool import JailPools
+from pyexec.spawn import REAPER
 from tests.support import CANARY, PROJECT_DIR, Api, core
 
 # Short limits keep the limit tests quick; set before main.py reads them.

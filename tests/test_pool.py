@@ -12,9 +12,10 @@ from collections.abc import Iterator
 import pytest
 
 from pyexec.cgroups import prepare_cgroups
-from pyexec.jail import REAPER, Jail, JailUsedError
+from pyexec.jail import Jail, JailUsedError
 from pyexec.pool import JailPools
 from pyexec.settings import Settings, load_settings
+from pyexec.spawn import REAPER
 
 
 def make_settings(**environ: str) -> Settings:

@@ -1,0 +1,113 @@
+"""Starting and tearing down nsjail processes: one launcher thread, one reaper.
+
+Both are process-wide services for pyexec.jail. The launcher exists because
+PR_SET_PDEATHSIG fires when the *thread* that forked a process exits; the reaper
+because a jail that has answered is torn down off the request path, and tests and
+shutdown need to wait for that.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+
+# nsjail gets SIGKILL if the service process dies, however it dies (its own
+# PR_SET_PDEATHSIG then takes the jail down): no jail outlives the service.
+# setpriv is util-linux's, present on every Debian-based image.
+_SETPRIV = shutil.which("setpriv")
+DEATH_SIGNAL_PREFIX: tuple[str, ...] = (_SETPRIV, "--pdeathsig", "KILL") if _SETPRIV else ()
+
+
+class Launcher:
+    """Starts every nsjail process from one long-lived thread.
+
+    PR_SET_PDEATHSIG (setpriv --pdeathsig) fires when the *thread* that forked the
+    process exits, not the process: a jail started from a refill worker or the
+    self-test thread would be killed when that thread ends, even mid-request.
+    """
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[
+            tuple[list[str], tuple[int, ...], Future[subprocess.Popen[bytes]]]
+        ] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def popen(self, argv: list[str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
+        """Start ``argv`` from the launcher thread and return its Popen."""
+        with self._lock:
+            # After a fork (gunicorn's worker) the parent's thread does not exist here.
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._requests = queue.SimpleQueue()
+                self._thread = threading.Thread(
+                    target=self._serve, name="jail-launcher", daemon=True
+                )
+                self._pid = os.getpid()
+                self._thread.start()
+        future: Future[subprocess.Popen[bytes]] = Future()
+        self._requests.put((argv, pass_fds, future))
+        return future.result()
+
+    def _serve(self) -> None:
+        requests = self._requests
+        while True:
+            argv, pass_fds, future = requests.get()
+            try:
+                future.set_result(
+                    subprocess.Popen(
+                        argv,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        pass_fds=pass_fds,
+                        start_new_session=True,
+                    )
+                )
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                future.set_exception(exc)
+
+
+LAUNCHER = Launcher()
+
+
+class Reaper:
+    """Tears down jails (and their cgroups) off the request path, and can wait for it."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._pending = 0
+
+    def call(self, work: Callable[[], None]) -> None:
+        """Run ``work`` in a background thread that ``wait_idle`` accounts for."""
+        with self._condition:
+            self._pending += 1
+        threading.Thread(target=self._run, args=(work,), name="jail-reaper", daemon=True).start()
+
+    def _run(self, work: Callable[[], None]) -> None:
+        try:
+            work()
+        finally:
+            with self._condition:
+                self._pending -= 1
+                self._condition.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no teardown is pending (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while self._pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._condition.wait(remaining)
+            return True
+
+
+REAPER = Reaper()
