@@ -44,27 +44,16 @@ class CgroupSupport:
         """The cgroup directories nsjail made for the jail whose init is ``pid``."""
         return [parent / f"NSJAIL.{pid}" for parent in self.parents]
 
-    def measured(self, pid: int) -> tuple[int | None, float | None]:
-        """(peak memory bytes, CPU ms since the jail started) from the jail's own
-        cgroup while it exists: figures the script cannot forge. CPU is readable
-        with cgroup v2 only (v1's cpuacct is not a controller nsjail sets up)."""
+    def memory_peak(self, pid: int) -> int | None:
+        """Peak memory bytes of the jail's own cgroup while it exists: a figure the
+        script cannot forge. (Its CPU is counted through ``track_cpu``.)"""
         if not self.parents:
-            return None, None
-        memory = self.parents[0] / f"NSJAIL.{pid}"
+            return None
         peak_file = "memory.max_usage_in_bytes" if self.mode == "v1" else "memory.peak"
-        peak: int | None = None
-        cpu_ms: float | None = None
-        with contextlib.suppress(OSError, ValueError):
-            peak = int((memory / peak_file).read_text())
-        if self.mode == "v2":
-            try:
-                for line in (memory / "cpu.stat").read_text().splitlines():
-                    key, _, value = line.partition(" ")
-                    if key == "usage_usec":
-                        cpu_ms = int(value) / 1000
-            except (OSError, ValueError):
-                pass
-        return peak, cpu_ms
+        try:
+            return int((self.parents[0] / f"NSJAIL.{pid}" / peak_file).read_text())
+        except (OSError, ValueError):
+            return None
 
     def track_cpu(self, pid: int) -> Path | None:
         """Start counting the CPU of the jail whose init is ``pid`` and of everything it

@@ -155,9 +155,6 @@ class Executor:
             self._active.add(jail)
         try:
             record = jail.run(script, limits)
-        except BaseException:
-            jail.close()
-            raise
         finally:
             with self._active_lock:
                 self._active.discard(jail)
@@ -232,11 +229,7 @@ class Executor:
             jail = self.pools.cold_jail(self.pools.heavy)
         except (JailStartError, OSError) as exc:
             return Health(False, f"the jail does not start: {exc}", mode)
-        try:
-            record = jail.run(SELF_TEST_SCRIPT)
-        except BaseException:
-            jail.close()
-            raise
+        record = jail.run(SELF_TEST_SCRIPT)
         outcome = interpret(record, self.settings.max_output_bytes)
         if outcome.status != 200 or outcome.body.get("result") != 42:
             return Health(False, f"the self-test script failed: {outcome.body}", mode)

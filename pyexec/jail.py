@@ -106,6 +106,13 @@ def _rlimit_args(settings: Settings, cgroups: CgroupSupport, memory_mb: int) -> 
     return args
 
 
+def _append_capped(buffer: bytearray, chunk: bytes, cap: int) -> bool:
+    """Append what fits of ``chunk`` under ``cap``; False when some of it did not."""
+    room = cap - len(buffer)
+    buffer += chunk[: max(room, 0)]
+    return len(chunk) <= room
+
+
 class Jail:
     """A single-use jail. ``start`` then ``wait_ready`` then ``run``; ``kill`` any time."""
 
@@ -195,8 +202,7 @@ class Jail:
             chunk = os.read(self._log_r, 65536)
         except BlockingIOError:
             return
-        if len(self._log) < MAX_LOG_BYTES:
-            self._log += chunk[: MAX_LOG_BYTES - len(self._log)]
+        _append_capped(self._log, chunk, MAX_LOG_BYTES)
 
     def wait_ready(self, timeout: float) -> None:
         """Block until the runner reports ready, or raise JailStartError."""
@@ -271,13 +277,10 @@ class Jail:
         Jails start at nsjail.cfg's nice level; processes the script starts later
         inherit the new value. Best effort: a jail that is gone needs no priority.
         """
-        assert self.proc is not None
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        try:
-            for pid in children.read_text().split():
-                os.setpriority(os.PRIO_PROCESS, int(pid), niceness)
-        except OSError:
-            pass
+        pid = self.init_pid or self._init_pid()
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, pid, niceness)
 
     def log_text(self) -> str:
         """nsjail's own log lines so far (for operators and service logs only)."""
@@ -290,10 +293,18 @@ class Jail:
         return " | ".join((wanted or lines)[-5:]) or "no log"
 
     def run(self, script: str, limits: Limits | None = None) -> RunRecord:
-        """Hand the script over and collect everything until the jail is gone."""
+        """Hand the script over and collect everything; the jail is then torn down
+        (at once, or by the reaper once it has answered), even if this raises."""
         if self._used or not self._ready:
             raise JailUsedError("a jail serves exactly one script, once it is ready")
         self._used = True
+        try:
+            return self._run(script, limits)
+        except BaseException:
+            self.close()
+            raise
+
+    def _run(self, script: str, limits: Limits | None) -> RunRecord:
         assert self.proc is not None
         assert self.proc.stdout is not None
         assert self.proc.stderr is not None
@@ -364,9 +375,7 @@ class Jail:
                             open_reads.discard(fd)
                             continue
                         buffer = buffers[name]
-                        room = caps[name] - len(buffer)
-                        buffer += chunk[: max(room, 0)]
-                        if len(chunk) > room:
+                        if not _append_capped(buffer, chunk, caps[name]):
                             setattr(record, f"{name}_truncated", True)
                             # stdout flood or oversized result: stop the jail now.
                             # Extra stderr is read and dropped.
@@ -383,7 +392,7 @@ class Jail:
         record.wall_seconds = time.monotonic() - started
         if self.init_pid is not None and self.cgroups.enforced:
             # Before teardown removes the cgroup.
-            record.cgroup_peak_bytes, _ = self.cgroups.measured(self.init_pid)
+            record.cgroup_peak_bytes = self.cgroups.memory_peak(self.init_pid)
             if cpu_handle is not None:
                 used = self.cgroups.cpu_ms(cpu_handle)
                 if used is not None:
@@ -414,9 +423,7 @@ class Jail:
                 return
             if not chunk:
                 return
-            room = cap - len(buffer)
-            buffer += chunk[: max(room, 0)]
-            if len(chunk) > room:
+            if not _append_capped(buffer, chunk, cap):
                 setattr(record, f"{name}_truncated", True)
                 return
 
@@ -459,8 +466,7 @@ class Jail:
             return
         os.set_blocking(self._log_r, True)
         while chunk := os.read(self._log_r, 65536):
-            if len(self._log) < MAX_LOG_BYTES:
-                self._log += chunk[: MAX_LOG_BYTES - len(self._log)]
+            _append_capped(self._log, chunk, MAX_LOG_BYTES)
 
     def _remove_cgroups(self) -> None:
         """Remove the jail's cgroups if nsjail could not (found from its exit line)."""
