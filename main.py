@@ -66,7 +66,7 @@ flask.current_app.wsgi_app = BodyLimit(  # type: ignore[method-assign]
 
 
 def _http_error(exc: HTTPException) -> flask.Response:
-    return api.to_response(api.http_error(exc, SETTINGS.max_body_bytes))
+    return api.to_response(api.http_error(exc))
 
 
 def _unexpected(exc: Exception) -> flask.Response:

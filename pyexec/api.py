@@ -187,17 +187,12 @@ def method_not_allowed(path: str, allowed: tuple[str, ...]) -> Outcome:
     )
 
 
-def http_error(exc: HTTPException, max_body_bytes: int) -> Outcome:
-    """A JSON body for an error Flask raised itself (404, 413, ...)."""
+def http_error(exc: HTTPException) -> Outcome:
+    """A JSON body for an error Flask raised itself (404, ...). Oversized and slow
+    bodies never get this far: pyexec.bodylimit answers them."""
     status = exc.code or 500
     if status == 404:
         return not_found()
-    if status == 413:
-        return error(
-            413,
-            "body_too_large",
-            f"The request body is larger than the limit of {max_body_bytes} bytes.",
-        )
     kind = HTTP_KINDS.get(status, "bad_request" if status < 500 else "internal_error")
     return error(status, kind, exc.description or exc.name)
 
