@@ -172,7 +172,10 @@ def _without_report(record: RunRecord, limits: Limits) -> tuple[str, str, dict[s
 
 
 def _script_cpu_ms(record: RunRecord) -> float:
-    """CPU the run spent after the hand-over, from nsjail's rusage."""
+    """CPU the run spent after the hand-over: the jail's cgroup when it counted it
+    (every process of the jail), else nsjail's rusage less the warm-up."""
+    if record.cgroup_cpu_ms is not None:
+        return record.cgroup_cpu_ms
     return max(0.0, record.cpu_seconds * 1000 - record.startup_cpu_ms)
 
 
@@ -193,8 +196,8 @@ def _usage(record: RunRecord, report: dict[str, Any] | None) -> dict[str, float]
         usage["peak_memory_bytes"] = record.max_rss_bytes
     # The jail's cgroup saw every process of the jail and cannot be forged by the
     # script: its figures win where it has them.
-    if record.cgroup_cpu_ms is not None:  # counted from the hand-over already
-        usage["cpu_time_ms"] = round(record.cgroup_cpu_ms, 3)
+    if record.cgroup_cpu_ms is not None:
+        usage["cpu_time_ms"] = round(_script_cpu_ms(record), 3)
     if record.cgroup_peak_bytes is not None:
         usage["peak_memory_bytes"] = record.cgroup_peak_bytes
     return usage
