@@ -4,8 +4,8 @@ Run: ``make run`` (``scripts/serve``: functions-framework's app under gunicorn w
 ``gunicorn.conf.py``); ``functions-framework --target=handle --source=main.py``
 serves the same app for development.
 
-Endpoints
----------
+Endpoints (docs/api.md has every field; ``schemas/`` every body)
+----------------------------------------------------------------
 ``POST /execute`` with ``Content-Type: application/json`` and ``{"script": "<source>"}``.
 The script must define ``main()``; it runs once in a fresh nsjail jail.
 
@@ -15,17 +15,21 @@ The script must define ``main()``; it runs once in a fresh nsjail jail.
   (``bad_request``, ``invalid_json``) or a script that failed; ``kind`` is one of
   ``syntax_error, exception, no_main, main_not_callable, main_async, main_signature,
   invalid_result, result_too_large, exited, crashed, timeout, cpu_limit,
-  memory_limit, output_limit, file_size_limit`` (README has the table).
+  memory_limit, output_limit, file_size_limit``.
 - 401 ``unauthorized`` when PYEXEC_API_KEYS is set and no valid key came,
-  404 unknown path, 405 wrong method (with ``Allow``), 408 body too slow,
-  413 body over the limit, 415 body not JSON,
-  503 ``overloaded`` / ``shutting_down`` / ``sandbox_unavailable`` (with
-  ``Retry-After``), 500 ``internal_error`` only for a fault of the service itself.
+  404 ``not_found``, 405 ``method_not_allowed`` (with ``Allow``),
+  408 ``request_timeout`` (body too slow), 413 ``body_too_large``,
+  415 ``unsupported_media_type``,
+  503 ``overloaded`` / ``shutting_down`` / ``starting`` / ``sandbox_unavailable``
+  (with ``Retry-After``), 500 ``internal_error`` only for a fault of the service itself.
+
+(tests/unit/test_answers.py keeps this list equal to the kinds of schemas/error.schema.json.)
 
 ``GET /openapi.json``: the OpenAPI 3.1 document, built from ``schemas/``.
 
-``GET /healthz``: 200 ``{"status": "ok"}`` only when a real sandboxed run works
-(checked once at start-up, cached), else 503 with the reason.
+``GET /healthz``: 200 ``{"status": "ok", "cgroups", "pool"}`` only when a real sandboxed
+run works (checked once at start-up); 503 ``starting`` while that check runs, else 503
+with the reason.
 
 Every body is JSON and matches a schema in ``schemas/``.
 """
@@ -40,8 +44,9 @@ import flask
 import functions_framework
 from werkzeug.exceptions import HTTPException
 
-from pyexec import api, logs
+from pyexec import answers, api, logs
 from pyexec.bodylimit import BodyLimit
+from pyexec.errors import PyexecError
 from pyexec.settings import load_settings
 
 logs.configure()
@@ -59,23 +64,25 @@ ROUTES = {
     "/openapi.json": (("GET", "HEAD"), lambda _request: SERVICE.openapi()),
 }
 
-# functions-framework executes this module inside its Flask app's context.
+# The body limit must hold below Flask, so it wraps the WSGI app rather than being
+# an error handler: functions-framework's after-request hook reads the whole body
+# again, and a stalled body must be cut off before anything reads it
+# (pyexec/bodylimit.py). functions-framework executes this module inside its Flask
+# app's context.
 flask.current_app.wsgi_app = BodyLimit(  # type: ignore[method-assign]
     flask.current_app.wsgi_app, SETTINGS.max_body_bytes, SETTINGS.body_timeout_seconds
 )
 
 
+@functions_framework.errorhandler(HTTPException)  # type: ignore[untyped-decorator]
 def _http_error(exc: HTTPException) -> flask.Response:
-    return api.to_response(api.http_error(exc))
+    return answers.to_response(answers.http_error(exc))
 
 
+@functions_framework.errorhandler(Exception)  # type: ignore[untyped-decorator]
 def _unexpected(exc: Exception) -> flask.Response:
     logging.getLogger("pyexec").exception("unhandled error")
-    return api.to_response(api.internal_error())
-
-
-flask.current_app.register_error_handler(HTTPException, _http_error)
-flask.current_app.register_error_handler(Exception, _unexpected)
+    return answers.to_response(answers.internal_error())
 
 
 @functions_framework.http
@@ -85,11 +92,14 @@ def handle(request: flask.Request) -> flask.Response:
     path = request.path.rstrip("/") or "/"
     route = ROUTES.get(path)
     if route is None:
-        outcome = api.not_found()
+        outcome = answers.not_found()
     elif request.method not in route[0]:
-        outcome = api.method_not_allowed(request.path, route[0])
-    elif path == "/execute" and (refused := SERVICE.authorize(request)):
-        outcome = refused
+        outcome = answers.method_not_allowed(request.path, route[0])
     else:
-        outcome = route[1](request)
-    return api.to_response(SERVICE.log_request(request, outcome, started))
+        # Caught here, not by an error handler, so that the request's log line and
+        # X-Request-Id cover refusals too.
+        try:
+            outcome = route[1](request)
+        except PyexecError as exc:
+            outcome = answers.for_error(exc)
+    return answers.to_response(SERVICE.log_request(request, outcome, started))

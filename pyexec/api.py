@@ -1,7 +1,8 @@
 """The HTTP endpoints' logic, independent of routing: parse, validate, execute, answer.
 
-main.py routes requests here. Every answer is an Outcome whose body matches one
-of the schemas in schemas/; nothing here ever puts service internals in a body.
+main.py routes requests here. Each endpoint returns an Outcome (a body that
+matches one of the schemas in schemas/) or raises a ``pyexec.errors`` exception,
+which ``pyexec.answers`` turns into its answer.
 """
 
 from __future__ import annotations
@@ -10,30 +11,19 @@ import atexit
 import hmac
 import json
 import logging
-import threading
 import time
 import uuid
 from typing import Any
 
 import flask
-from werkzeug.exceptions import HTTPException
 
-from pyexec.executor import Executor
+from pyexec.answers import Outcome
+from pyexec.errors import InvalidJson, Unauthorized, UnsupportedMediaType
+from pyexec.executor import Executor, shutting_down, starting, unavailable
 from pyexec.logs import TRACE_HEADER, severity_for, trace_fields
 from pyexec.openapi import build_openapi
-from pyexec.outcome import Outcome, error
-from pyexec.schemas import RequestError, RequestValidator
+from pyexec.schemas import RequestValidator
 from pyexec.settings import Settings
-
-# HTTP status -> kind, for errors raised by Flask/Werkzeug themselves.
-HTTP_KINDS = {
-    400: "bad_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "body_too_large",
-    415: "unsupported_media_type",
-}
-
 
 log = logging.getLogger("pyexec.request")
 
@@ -46,15 +36,18 @@ class Service:
         self.executor = Executor(settings)
         self.validator = RequestValidator(settings)
         self.openapi_document = build_openapi(settings)
+        self._exit_hook = False
 
     def warm_up(self) -> None:
         """In the serving process: start the sandbox self-test (and then the pool) in
         the background now, and stop every jail when the process exits."""
-        atexit.register(self.executor.shutdown)
-        threading.Thread(target=self.executor.health, name="self-test", daemon=True).start()
+        if not self._exit_hook:
+            atexit.register(self.executor.shutdown)
+            self._exit_hook = True
+        self.executor.warm_up()
 
-    def authorize(self, request: flask.Request) -> Outcome | None:
-        """None when the request may run scripts, else the 401 answer.
+    def authorize(self, request: flask.Request) -> None:
+        """Raise Unauthorized unless the request may run scripts.
 
         Only when PYEXEC_API_KEYS is set (deployments that allow unauthenticated
         invocations); Cloud Run IAM is the default. The key comes as
@@ -62,7 +55,7 @@ class Service:
         compared in constant time.
         """
         if not self.settings.api_keys:
-            return None
+            return
         header = request.headers.get("Authorization", "")
         if header[:7].lower() == "bearer ":
             supplied = header[7:].strip()
@@ -71,17 +64,11 @@ class Service:
         matched = False
         for key in self.settings.api_keys:
             matched |= hmac.compare_digest(supplied.encode(), key.encode())
-        if matched:
-            return None
-        return Outcome(
-            401,
-            {
-                "error": "A valid API key is required: send 'Authorization: Bearer KEY' "
-                "or 'X-API-Key: KEY'.",
-                "kind": "unauthorized",
-            },
-            (("WWW-Authenticate", 'Bearer realm="pyexec"'),),
-        )
+        if not matched:
+            raise Unauthorized(
+                "A valid API key is required: send 'Authorization: Bearer KEY' "
+                "or 'X-API-Key: KEY'."
+            )
 
     def log_request(self, request: flask.Request, outcome: Outcome, started: float) -> Outcome:
         """Write the request's one structured log line; return the outcome with its id."""
@@ -117,30 +104,15 @@ class Service:
 
     def execute(self, request: flask.Request) -> Outcome:
         """POST /execute: run the body's script and answer with its outcome."""
+        self.authorize(request)
         if not request.is_json:
-            return error(
-                415,
-                "unsupported_media_type",
-                "Send the request body as JSON with 'Content-Type: application/json'.",
+            raise UnsupportedMediaType(
+                "Send the request body as JSON with 'Content-Type: application/json'."
             )
-        raw = request.get_data(cache=False)
-        try:
-            body: Any = json.loads(raw)
-        except RecursionError:
-            return error(400, "invalid_json", "The request body is nested too deeply.")
-        except (ValueError, UnicodeDecodeError) as exc:
-            where = (
-                f" (line {exc.lineno}, column {exc.colno})"
-                if isinstance(exc, json.JSONDecodeError)
-                else ""
-            )
-            return error(400, "invalid_json", f"The request body is not valid JSON{where}.")
+        body = _parse_json(request.get_data(cache=False))
         if isinstance(body, dict) and isinstance(body.get("script"), str):
             flask.g.script_chars = len(body["script"])
-        try:
-            script, limits = self.validator.validate(body)
-        except RequestError as exc:
-            return error(400, "bad_request", str(exc), **exc.details)
+        script, limits = self.validator.validate(body)
         return self.executor.run(script, limits)
 
     def openapi(self) -> Outcome:
@@ -148,76 +120,32 @@ class Service:
         return Outcome(200, self.openapi_document)
 
     def healthz(self) -> Outcome:
-        """GET /healthz: 200 only when a real sandboxed run works (checked once)."""
+        """GET /healthz: 200 only when a real sandboxed run has worked. Never blocks:
+        while the self-test runs, 503 ``starting``."""
+        self.executor.warm_up()
         health = self.executor.health()
-        if health.ok and self.executor.draining():
-            return self.executor.shutting_down()
-        if health.ok:
-            return Outcome(
-                200,
-                {
-                    "status": "ok",
-                    "cgroups": health.cgroups,
-                    "pool": self.executor.pools.idle_counts(),
-                },
-            )
-        return self.executor.unavailable(health.reason)
+        if health is None:
+            raise starting()
+        if not health.ok:
+            raise unavailable(health.reason)
+        if self.executor.draining():
+            raise shutting_down()
+        return Outcome(
+            200,
+            {"status": "ok", "cgroups": health.cgroups, "pool": self.executor.pools.idle_counts()},
+        )
 
 
-def not_found() -> Outcome:
-    """404 for any path but the service's own."""
-    return error(
-        404,
-        "not_found",
-        "Unknown path; the service answers POST /execute, GET /healthz and GET /openapi.json.",
-    )
-
-
-def method_not_allowed(path: str, allowed: tuple[str, ...]) -> Outcome:
-    """405 naming the methods the path takes, with the Allow header."""
-    names = ", ".join(allowed)
-    return Outcome(
-        405,
-        {
-            "error": f"{path} accepts {names} only.",
-            "kind": "method_not_allowed",
-            "allowed": list(allowed),
-        },
-        (("Allow", names),),
-    )
-
-
-def http_error(exc: HTTPException) -> Outcome:
-    """A JSON body for an error Flask raised itself (404, ...). Oversized and slow
-    bodies never get this far: pyexec.bodylimit answers them."""
-    status = exc.code or 500
-    if status == 404:
-        return not_found()
-    kind = HTTP_KINDS.get(status, "bad_request" if status < 500 else "internal_error")
-    return error(status, kind, exc.description or exc.name)
-
-
-def internal_error() -> Outcome:
-    """The only 500 body: no paths, logs or tracebacks."""
-    return error(500, "internal_error", "The service failed to handle this request.")
-
-
-def to_response(outcome: Outcome) -> flask.Response:
-    """Serialize an Outcome as a JSON response (UTF-8).
-
-    A result may hold a lone surrogate (``"\\ud800"``), which UTF-8 cannot carry:
-    then every non-ASCII character is sent as a JSON escape instead.
-    """
-    text = json.dumps(outcome.body, ensure_ascii=False, allow_nan=False)
+def _parse_json(raw: bytes) -> Any:
+    """The request body as JSON, or InvalidJson saying where it broke."""
     try:
-        data = text.encode("utf-8")
-    except UnicodeEncodeError:
-        data = json.dumps(outcome.body, allow_nan=False).encode("ascii")
-    response = flask.Response(
-        data,
-        status=outcome.status,
-        mimetype="application/json",
-    )
-    for name, value in outcome.headers:
-        response.headers[name] = value
-    return response
+        return json.loads(raw)
+    except RecursionError:
+        raise InvalidJson("The request body is nested too deeply.") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        where = (
+            f" (line {exc.lineno}, column {exc.colno})"
+            if isinstance(exc, json.JSONDecodeError)
+            else ""
+        )
+        raise InvalidJson(f"The request body is not valid JSON{where}.") from None

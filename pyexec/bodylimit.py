@@ -12,42 +12,28 @@ The app then reads the body from memory.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from pyexec.answers import to_wsgi
+from pyexec.errors import BodyTooLarge, RequestTimeout
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class BodyLimit:
-    """Wrap a WSGI app so that bodies over ``max_bytes`` get a JSON 413."""
+    """Wrap a WSGI app so that bodies over ``max_bytes`` get a JSON 413, and bodies
+    that stall for ``read_timeout`` seconds a JSON 408 (answers from pyexec.answers)."""
 
     def __init__(self, app: WSGIApp, max_bytes: int, read_timeout: float = 10.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.read_timeout = read_timeout
 
-    def _refuse(self, start_response: Callable[..., Any]) -> list[bytes]:
-        return self._error(
-            start_response,
-            "413 Request Entity Too Large",
-            f"The request body is larger than the limit of {self.max_bytes} bytes.",
-            "body_too_large",
+    def _too_large(self) -> BodyTooLarge:
+        return BodyTooLarge(
+            f"The request body is larger than the limit of {self.max_bytes} bytes."
         )
-
-    def _error(
-        self, start_response: Callable[..., Any], status: str, message: str, kind: str
-    ) -> list[bytes]:
-        body = json.dumps({"error": message, "kind": kind}).encode()
-        start_response(
-            status,
-            [
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(body))),
-                ("Connection", "close"),
-            ],
-        )
-        return [body]
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -58,7 +44,7 @@ class BodyLimit:
             if not declared.isdigit() or int(declared) == 0:
                 return self.app(environ, start_response)
             if int(declared) > self.max_bytes:
-                return self._refuse(start_response)
+                return to_wsgi(self._too_large(), start_response)
         wanted = self.max_bytes + 1 if chunked else int(declared)
         sock = environ.get("gunicorn.socket")
         try:
@@ -66,17 +52,15 @@ class BodyLimit:
                 sock.settimeout(self.read_timeout)
             data = environ["wsgi.input"].read(wanted)
         except TimeoutError:
-            return self._error(
-                start_response,
-                "408 Request Timeout",
-                f"The request body did not arrive within {self.read_timeout:g} s.",
-                "request_timeout",
+            timeout = RequestTimeout(
+                f"The request body did not arrive within {self.read_timeout:g} s."
             )
+            return to_wsgi(timeout, start_response)
         finally:
             if sock is not None:
                 sock.settimeout(None)
         if len(data) > self.max_bytes:
-            return self._refuse(start_response)
+            return to_wsgi(self._too_large(), start_response)
         environ["wsgi.input"] = io.BytesIO(data)
         environ["CONTENT_LENGTH"] = str(len(data))
         environ.pop("HTTP_TRANSFER_ENCODING", None)

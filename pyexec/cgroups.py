@@ -19,8 +19,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-V1_CONTROLLERS = ("memory", "pids", "cpu")
-V2_CONTROLLERS = ("memory", "pids", "cpu")
+# The controllers every jail is limited by, on v1 and v2 alike.
+CONTROLLERS = ("memory", "pids", "cpu")
+RMDIR_TRIES = 250
+RMDIR_PAUSE_SECONDS = 0.02
+
+
+def _rmdir_patiently(directory: Path) -> None:
+    """Remove an empty cgroup, retrying for a few seconds: after its processes are
+    gone the kernel may still be uncharging its memory (EBUSY)."""
+    for _ in range(RMDIR_TRIES):
+        try:
+            directory.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(RMDIR_PAUSE_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -41,17 +56,23 @@ class CgroupSupport:
         return self.mode != "none"
 
     def jail_dirs(self, pid: int) -> list[Path]:
-        """The cgroup directories nsjail made for the jail whose init is ``pid``."""
+        """The cgroup directories nsjail made for the jail whose init is ``pid``
+        (the memory controller's first)."""
         return [parent / f"NSJAIL.{pid}" for parent in self.parents]
+
+    def _memory_dir(self, pid: int) -> Path | None:
+        dirs = self.jail_dirs(pid)
+        return dirs[0] if dirs else None
 
     def memory_peak(self, pid: int) -> int | None:
         """Peak memory bytes of the jail's own cgroup while it exists: a figure the
         script cannot forge. (Its CPU is counted through ``track_cpu``.)"""
-        if not self.parents:
+        memory = self._memory_dir(pid)
+        if memory is None:
             return None
         peak_file = "memory.max_usage_in_bytes" if self.mode == "v1" else "memory.peak"
         try:
-            return int((self.parents[0] / f"NSJAIL.{pid}" / peak_file).read_text())
+            return int((memory / peak_file).read_text())
         except (OSError, ValueError):
             return None
 
@@ -62,8 +83,9 @@ class CgroupSupport:
         v2: the jail's own cpu.stat. v1: a cpuacct cgroup of ours (JAIL.<pid>) that
         the init joins at hand-over, so its children are counted too.
         """
-        if self.mode == "v2" and self.parents:
-            return self.parents[0] / f"NSJAIL.{pid}" / "cpu.stat"
+        memory = self._memory_dir(pid)
+        if self.mode == "v2" and memory is not None:
+            return memory / "cpu.stat"  # v2: one directory holds every controller
         if self.cpuacct is None:
             return None
         directory = self.cpuacct / f"JAIL.{pid}"
@@ -91,17 +113,8 @@ class CgroupSupport:
 
     def untrack_cpu(self, pid: int) -> None:
         """Remove our cpuacct cgroup once the jail is gone (v1)."""
-        if self.cpuacct is None:
-            return
-        directory = self.cpuacct / f"JAIL.{pid}"
-        for _ in range(250):
-            try:
-                directory.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.02)
+        if self.cpuacct is not None:
+            _rmdir_patiently(self.cpuacct / f"JAIL.{pid}")
 
     def oom_killed(self, pid: int) -> bool | None:
         """Whether the kernel's OOM killer acted in the jail's cgroup (None: unknown).
@@ -109,9 +122,9 @@ class CgroupSupport:
         Readable only while the cgroup still exists, which it does after an OOM
         kill because nsjail cannot remove it until the memory is uncharged.
         """
-        if not self.parents:
+        memory = self._memory_dir(pid)
+        if memory is None:
             return None
-        memory = self.parents[0] / f"NSJAIL.{pid}"
         name = "memory.oom_control" if self.mode == "v1" else "memory.events"
         try:
             text = (memory / name).read_text()
@@ -127,14 +140,7 @@ class CgroupSupport:
         """Remove the jail's cgroups if nsjail left them (it cannot after an OOM kill
         or when it is killed itself). Waits briefly for the memory to be uncharged."""
         for directory in self.jail_dirs(pid):
-            for _ in range(250):
-                try:
-                    directory.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.02)
+            _rmdir_patiently(directory)
 
     def sweep(self) -> int:
         """Remove leftover jail cgroups whose jail is gone; how many.
@@ -162,6 +168,33 @@ class CgroupSupport:
         return removed
 
 
+@dataclass(frozen=True)
+class CpuMeter:
+    """CPU milliseconds a jail has used since ``begin`` (from a ``track_cpu`` file)."""
+
+    handle: Path | None
+    start_ms: float = 0.0
+
+    @classmethod
+    def begin(cls, handle: Path | None) -> CpuMeter:
+        """Start counting now; a meter without a handle counts nothing."""
+        if handle is None:
+            return cls(None)
+        return cls(handle, CgroupSupport.cpu_ms(handle) or 0.0)
+
+    @property
+    def counting(self) -> bool:
+        """True when the jail's CPU can be read at all."""
+        return self.handle is not None
+
+    def used_ms(self) -> float | None:
+        """CPU milliseconds since ``begin``, or None when they cannot be read."""
+        if self.handle is None:
+            return None
+        now = CgroupSupport.cpu_ms(self.handle)
+        return None if now is None else now - self.start_ms
+
+
 def is_jail_init(pid: int) -> bool:
     """True when ``pid`` is alive and its parent is an nsjail process."""
     try:
@@ -175,7 +208,7 @@ def is_jail_init(pid: int) -> bool:
 def _prepare_v1(parent: str) -> CgroupSupport:
     args: list[str] = []
     parents = []
-    for controller in V1_CONTROLLERS:
+    for controller in CONTROLLERS:
         mount = CGROUP_ROOT / controller
         (mount / parent).mkdir(exist_ok=True)
         parents.append(mount / parent)
@@ -191,7 +224,7 @@ def _prepare_v1(parent: str) -> CgroupSupport:
 
 
 def _enable_v2_controllers(cgroup: Path) -> None:
-    wanted = " ".join(f"+{name}" for name in V2_CONTROLLERS)
+    wanted = " ".join(f"+{name}" for name in CONTROLLERS)
     (cgroup / "cgroup.subtree_control").write_text(wanted)
 
 
@@ -199,7 +232,7 @@ def _prepare_v2(parent: str) -> CgroupSupport:
     own = Path(Path("/proc/self/cgroup").read_text().strip().split("::", 1)[1] or "/")
     base = CGROUP_ROOT / own.relative_to("/")
     available = set((base / "cgroup.controllers").read_text().split())
-    missing = [name for name in V2_CONTROLLERS if name not in available]
+    missing = [name for name in CONTROLLERS if name not in available]
     if missing:
         raise OSError(f"cgroup v2 controllers not delegated here: {', '.join(missing)}")
     try:
@@ -230,7 +263,7 @@ def prepare_cgroups(parent: str) -> CgroupSupport:
             support = _prepare_v2(parent)
             support.sweep()
             return support
-        if all((CGROUP_ROOT / name / "tasks").exists() for name in V1_CONTROLLERS):
+        if all((CGROUP_ROOT / name / "tasks").exists() for name in CONTROLLERS):
             support = _prepare_v1(parent)
             support.sweep()
             return support

@@ -1,15 +1,32 @@
-"""Run one script in a fresh jail and answer for it; refuse to run when the jail is broken."""
+"""Run one script in a fresh jail; know whether the jail works at all; shut down cleanly.
+
+The executor refuses to run anything until a real sandboxed run (the self-test)
+has passed, and never runs a script outside the jail. Admission (who may run now)
+is ``pyexec.admission``'s; the pool of ready jails is ``pyexec.pool``'s. Failures
+the client is told about are raised as ``pyexec.errors`` exceptions.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
 
-from pyexec.cgroups import CgroupSupport, prepare_cgroups
-from pyexec.jail import Jail, JailStartError
-from pyexec.outcome import Outcome, interpret
+from pyexec.admission import Admission
+from pyexec.answers import Outcome
+from pyexec.cgroups import CONTROLLERS, CgroupSupport, prepare_cgroups
+from pyexec.errors import (
+    JailStartError,
+    SandboxStarting,
+    SandboxUnavailable,
+    ShuttingDown,
+)
+from pyexec.jail import Jail
+from pyexec.nsjail_config import load_isolation_facts
+from pyexec.nsjail_log import diagnose
+from pyexec.outcome import interpret
 from pyexec.pool import JailPools
 from pyexec.settings import Limits, Settings
 from pyexec.spawn import DEATH_SIGNAL_PREFIX, REAPER
@@ -21,39 +38,26 @@ UNAVAILABLE = (
     "The sandbox is not available on this instance, so no script is run "
     "(scripts only ever run inside the jail): {cause}"
 )
-# nsjail log fragment -> the cause and the fix, in words an operator can act on.
-DIAGNOSES = (
-    (
-        ("clone(", "CLONE_NEW", "unshare", "Operation not permitted", "mandatory point"),
-        "this host does not let the service create Linux namespaces. On Cloud Run, "
-        "deploy with --execution-environment gen2; with Docker or Podman, run the "
-        "container with --privileged.",
-    ),
-    (
-        ("execve", "No such file or directory"),
-        "the sandbox's Python environment is missing; run `make setup` (or rebuild the image).",
-    ),
-)
 
 
-SHUTTING_DOWN = Outcome(
-    503,
-    {"error": "The service is shutting down; retry the request.", "kind": "shutting_down"},
-    (("Retry-After", "1"),),
-)
+def unavailable(reason: str) -> SandboxUnavailable:
+    """The refusal when no jail can run: cause and fix in words, no internals."""
+    return SandboxUnavailable(UNAVAILABLE.format(cause=diagnose(reason)))
 
 
-def diagnose(reason: str) -> str:
-    """One sentence naming why the jail failed and what fixes it."""
-    for fragments, sentence in DIAGNOSES:
-        if any(fragment in reason for fragment in fragments):
-            return sentence
-    return "the jail failed its start-up self-test; the service log has the details."
+def shutting_down() -> ShuttingDown:
+    """The refusal once shutdown has begun."""
+    return ShuttingDown("The service is shutting down; retry the request.")
+
+
+def starting() -> SandboxStarting:
+    """The refusal while the start-up self-test runs."""
+    return SandboxStarting("The sandbox's start-up self-test is still running; retry.")
 
 
 @dataclass(frozen=True)
 class Health:
-    """The cached result of the start-up self-test."""
+    """The result of the start-up self-test."""
 
     ok: bool
     reason: str
@@ -61,96 +65,73 @@ class Health:
 
 
 class Executor:
-    """Runs scripts in single-use jails; knows whether the jail works at all."""
+    """Runs scripts in single-use jails once the self-test has passed."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.cgroups: CgroupSupport = prepare_cgroups(settings.cgroup_parent)
         self.pools = JailPools(settings, self.cgroups)
+        self.admission = Admission(settings)
         self._health: Health | None = None
-        self._health_lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(settings.max_concurrent)
+        self._tested = threading.Event()
+        self._warm_up_lock = threading.Lock()
+        self._warm_up_pid = 0  # the process that started the self-test (forks start anew)
         self._draining = threading.Event()
         self._active: set[Jail] = set()
         self._active_lock = threading.Lock()
-        self._waiting = 0
         self._stopped = False
-        self._memory = threading.Condition()
-        self._memory_used = 0
 
-    def unavailable(self, reason: str) -> Outcome:
-        """The 503 answer when no jail can run: cause and fix, no internals."""
-        return Outcome(
-            503,
-            {
-                "error": UNAVAILABLE.format(cause=diagnose(reason)),
-                "kind": "sandbox_unavailable",
-            },
-            (("Retry-After", "30"),),
-        )
+    def warm_up(self) -> None:
+        """Start the self-test, then the pool, in the background; once per process.
+
+        Returns at once. No thread may start at import (gunicorn forks after it),
+        so the serving process calls this when it is up, and the endpoints call
+        it too in case nothing else has (a development server that never forks).
+        """
+        with self._warm_up_lock:
+            if self._warm_up_pid == os.getpid():
+                return
+            self._warm_up_pid = os.getpid()
+        threading.Thread(target=self._test_then_fill, name="self-test", daemon=True).start()
+
+    def wait_health(self, timeout: float) -> Health | None:
+        """Start the warm-up if it has not started, and wait up to ``timeout`` s for
+        the self-test's result (None if it has not finished by then)."""
+        self.warm_up()
+        self._tested.wait(timeout)
+        return self._health
+
+    def health(self) -> Health | None:
+        """The self-test's result; None while it runs. Starts nothing, never blocks."""
+        return self._health
 
     def run(self, script: str, limits: Limits | None = None) -> Outcome:
-        """Run ``script`` once in a fresh jail. Never raises for a script's fault."""
+        """Run ``script`` once in a fresh jail: the answer for whatever the script
+        did; raises ShuttingDown, SandboxStarting, SandboxUnavailable or Overloaded."""
         limits = limits or self.settings.default_limits()
         if self._draining.is_set():
-            return SHUTTING_DOWN
-        health = self.health()
+            raise shutting_down()
+        self._require_health()
+        with self.admission.admit(limits.memory_mb):
+            return self._run_admitted(script, limits)
+
+    def _require_health(self) -> None:
+        """Wait for the self-test (bounded by how long it can take), or refuse."""
+        bound = self.settings.startup_timeout_seconds + self.settings.timeout_seconds + 5
+        health = self.wait_health(bound)
+        if health is None:
+            raise starting()
         if not health.ok:
-            return self.unavailable(health.reason)
-        # Admission: at most max_concurrent scripts at once. A request waits for a
-        # slot only while fewer than max_queue others wait, and only for
-        # queue_wait_seconds; otherwise 503 with Retry-After at once, so that the
-        # latency of admitted requests stays near normal under overload.
-        with self._active_lock:
-            queue_full = self._waiting >= self.settings.max_queue
-            if not queue_full:
-                self._waiting += 1
-        if queue_full:
-            admitted = self._slots.acquire(blocking=False)
-        else:
-            try:
-                admitted = self._slots.acquire(timeout=self.settings.queue_wait_seconds)
-            finally:
-                with self._active_lock:
-                    self._waiting -= 1
-        if not admitted:
-            return self.overloaded()
-        try:
-            if not self._reserve_memory(limits.memory_mb):
-                return self.overloaded()
-            try:
-                return self._run_admitted(script, limits)
-            finally:
-                self._release_memory(limits.memory_mb)
-        finally:
-            self._slots.release()
-
-    def _reserve_memory(self, memory_mb: int) -> bool:
-        """Count ``memory_mb`` against the instance's memory budget (waiting at most
-        queue_wait_seconds): running jails' limits never add up past it."""
-        deadline = time.monotonic() + self.settings.queue_wait_seconds
-        with self._memory:
-            while self._memory_used + memory_mb > self.settings.memory_budget_mb:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._memory.wait(remaining)
-            self._memory_used += memory_mb
-            return True
-
-    def _release_memory(self, memory_mb: int) -> None:
-        with self._memory:
-            self._memory_used -= memory_mb
-            self._memory.notify_all()
+            raise unavailable(health.reason)
 
     def _run_admitted(self, script: str, limits: Limits) -> Outcome:
         try:
             jail, _warm = self.pools.acquire(script, limits.memory_mb)
         except (JailStartError, OSError) as exc:
             if self._draining.is_set():
-                return SHUTTING_DOWN
+                raise shutting_down() from None
             log.error("jail start failed: %s", exc)
-            return self.unavailable(str(exc))
+            raise unavailable(str(exc)) from None
         with self._active_lock:
             self._active.add(jail)
         try:
@@ -160,29 +141,12 @@ class Executor:
                 self._active.discard(jail)
         outcome = interpret(record, self.settings.max_output_bytes)
         if self._draining.is_set() and outcome.status != 200 and record.exit_code is not None:
-            return SHUTTING_DOWN  # stopped by shutdown, not by its own doing
+            raise shutting_down()  # stopped by shutdown, not by its own doing
         return outcome
-
-    def overloaded(self) -> Outcome:
-        """503 when every slot stayed busy for the whole queue wait."""
-        return Outcome(
-            503,
-            {
-                "error": f"The service is running its maximum of {self.settings.max_concurrent} "
-                f"scripts (or {self.settings.memory_budget_mb} MB of jails) at once; "
-                "retry in a moment.",
-                "kind": "overloaded",
-            },
-            (("Retry-After", "1"),),
-        )
 
     def draining(self) -> bool:
         """True once shutdown has begun."""
         return self._draining.is_set()
-
-    def shutting_down(self) -> Outcome:
-        """503 while the service shuts down."""
-        return SHUTTING_DOWN
 
     def running(self) -> int:
         """How many scripts are running now."""
@@ -211,7 +175,7 @@ class Executor:
         with self._active_lock:
             leftovers = list(self._active)
         for jail in leftovers:
-            jail.kill()
+            jail.terminate()
         deadline = time.monotonic() + 10
         while self.running() and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -223,38 +187,48 @@ class Executor:
         )
 
     def _self_test(self) -> Health:
+        """A real sandboxed run in a cold heavy jail (which also proves that the
+        pre-imported modules load)."""
         mode = self.cgroups.mode
         try:
-            # A cold heavy jail: also proves the pre-imported modules load.
             jail = self.pools.cold_jail(self.pools.heavy)
         except (JailStartError, OSError) as exc:
             return Health(False, f"the jail does not start: {exc}", mode)
-        record = jail.run(SELF_TEST_SCRIPT)
-        outcome = interpret(record, self.settings.max_output_bytes)
+        outcome = interpret(jail.run(SELF_TEST_SCRIPT), self.settings.max_output_bytes)
         if outcome.status != 200 or outcome.body.get("result") != 42:
             return Health(False, f"the self-test script failed: {outcome.body}", mode)
         return Health(True, "", mode)
 
-    def health(self) -> Health:
-        """Run the self-test once (a real sandboxed run) and cache its answer."""
-        with self._health_lock:
-            if self._health is None:
-                self._health = self._self_test()
-                isolation = {
-                    "self_test": "passed" if self._health.ok else "failed",
-                    "cgroups": self._health.cgroups,
-                    "cgroup_limits": ["memory", "pids", "cpu"] if self.cgroups.enforced else [],
-                    "rlimit_fallback": not self.cgroups.enforced,
-                    "namespaces": ["user", "mount", "pid", "net", "ipc", "uts", "cgroup"],
-                    "seccomp": True,
-                    "jail_uid": 65534,
-                    "dies_with_service": bool(DEATH_SIGNAL_PREFIX),
-                }
-                fields = {"settings": self.settings.public(), "isolation": isolation}
-                if self._health.ok:
-                    log.info("sandbox self-test passed", extra={"fields": fields})
-                    self.pools.start()
-                else:
-                    fields["reason"] = self._health.reason
-                    log.error("sandbox self-test failed", extra={"fields": fields})
-            return self._health
+    def _test_then_fill(self) -> None:
+        """Run the self-test, log what isolation holds, start the pool if it passed."""
+        try:
+            health = self._self_test()
+        except Exception as exc:
+            log.exception("sandbox self-test crashed")
+            health = Health(False, f"the self-test crashed: {exc}", self.cgroups.mode)
+        fields: dict[str, object] = {
+            "settings": self.settings.public(),
+            "isolation": self._isolation(health),
+        }
+        if health.ok:
+            log.info("sandbox self-test passed", extra={"fields": fields})
+            self.pools.start()
+        else:
+            fields["reason"] = health.reason
+            log.error("sandbox self-test failed", extra={"fields": fields})
+        self._health = health
+        self._tested.set()
+
+    def _isolation(self, health: Health) -> dict[str, object]:
+        """The isolation facts for the start-up log: nsjail.cfg's, and what holds here."""
+        facts = load_isolation_facts(self.settings.nsjail_config)
+        return {
+            "self_test": "passed" if health.ok else "failed",
+            "cgroups": health.cgroups,
+            "cgroup_limits": list(CONTROLLERS) if self.cgroups.enforced else [],
+            "rlimit_fallback": not self.cgroups.enforced,
+            "namespaces": list(facts.namespaces),
+            "seccomp": facts.seccomp,
+            "jail_uid": facts.jail_uid,
+            "dies_with_service": bool(DEATH_SIGNAL_PREFIX),
+        }

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import math
 import signal
-from dataclasses import dataclass
 from typing import Any
 
-from pyexec.jail import RunRecord
+from pyexec.answers import Outcome, error
+from pyexec.protocol import MAX_INT_DIGITS, first_line
+from pyexec.record import RunRecord
 from pyexec.schemas import load_schema, validator
 from pyexec.settings import Limits
 
 # Kinds the in-jail runner may report; anything else on the result channel means
-# the script tampered with it.
+# the script tampered with it. (tests/unit check these against the error schema and
+# against the kinds runner.py writes.)
 RUNNER_KINDS = frozenset(
     {
         "syntax_error",
@@ -48,31 +50,18 @@ REPORT_FIELDS = frozenset(
 _SCHEMAS = {True: validator(load_schema("success")), False: validator(load_schema("error"))}
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """An HTTP answer: status code, JSON body and extra headers."""
-
-    status: int
-    body: dict[str, Any]
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-def error(status: int, kind: str, message: str, **extra: Any) -> Outcome:
-    """A JSON error answer; every error body has ``error`` and ``kind``."""
-    return Outcome(status, {"error": message, "kind": kind, **extra})
-
-
 def _decode(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
 def _parse_report(record: RunRecord) -> dict[str, Any] | None:
     """The runner's report if it is one the runner could have written, else None."""
-    if b"\n" not in record.report or record.report_truncated:
+    payload = first_line(record.report)
+    if payload is None or record.report_truncated:
         return None
     try:
         report = json.loads(
-            record.report.split(b"\n", 1)[0],
+            payload,
             parse_constant=_no_constants,
             parse_float=_finite_float,
             parse_int=_bounded_int,
@@ -106,8 +95,8 @@ def _finite_float(text: str) -> float:
 
 
 def _bounded_int(text: str) -> int:
-    """The runner refuses integers over 4300 digits; so does the parser here."""
-    if len(text) > 4301:
+    """The runner refuses integers over MAX_INT_DIGITS digits; so does the parser here."""
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
         raise ValueError("integer too long")
     return int(text)
 
@@ -222,7 +211,6 @@ def interpret(record: RunRecord, max_output_bytes: int) -> Outcome:
     }
     if record.stdout_truncated:
         return error(
-            400,
             "output_limit",
             f"The script printed more than {max_output_bytes} bytes; the output was "
             "cut there and the script was stopped.",
@@ -230,14 +218,12 @@ def interpret(record: RunRecord, max_output_bytes: int) -> Outcome:
         )
     if record.report_truncated:
         return error(
-            400,
             "result_too_large",
             "main() returned a result larger than the result size limit.",
             **common,
         )
     if record.cpu_exceeded:
         return error(
-            400,
             "cpu_limit",
             f"The script used more than its CPU time limit of {limits.cpu_seconds:g} s.",
             signal="SIGKILL",
@@ -245,7 +231,6 @@ def interpret(record: RunRecord, max_output_bytes: int) -> Outcome:
         )
     if record.timed_out:
         return error(
-            400,
             "timeout",
             f"The script did not finish within its time limit of {limits.timeout_seconds:g} s.",
             signal="SIGKILL",
@@ -256,17 +241,16 @@ def interpret(record: RunRecord, max_output_bytes: int) -> Outcome:
             answer = Outcome(200, {"result": report["result"], **common})
         else:
             extra = {k: v for k, v in report.items() if k in REPORT_FIELDS}
-            answer = error(400, report["kind"], report["error"], **extra, **common)
+            answer = error(report["kind"], report["error"], **extra, **common)
         # The script runs in the runner's interpreter and can write on its channel:
         # a report that does not make a valid answer is not the runner's.
         if _SCHEMAS[answer.status == 200].is_valid(answer.body):
             return answer
-    if b"\n" in record.report and record.exit_code is None:
+    if first_line(record.report) is not None and record.exit_code is None:
         return error(
-            400,
             "crashed",
             "The script wrote into the runner's private result channel, so its result is lost.",
             **common,
         )
     kind, message, extra = _without_report(record, limits)
-    return error(400, kind, message, **extra, **common)
+    return error(kind, message, **extra, **common)

@@ -24,7 +24,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from pyexec.cgroups import CgroupSupport
-from pyexec.jail import Jail, JailStartError
+from pyexec.errors import JailStartError
+from pyexec.jail import Jail
 from pyexec.settings import Settings
 
 log = logging.getLogger("pyexec.pool")

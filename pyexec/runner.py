@@ -6,13 +6,13 @@ It is started by nsjail as the jail's pid 1 with ``python -I -S -B -u -c <this s
 things of it a script can notice: the sandbox venv's packages and ``exit()``.
 It uses only the standard library and must not import anything from ``pyexec``.
 
-Protocol, over two pipes that nsjail passes through (``--pass_fd``):
+Protocol, over two pipes that nsjail passes through (``--pass_fd``); the framing
+is ``pyexec/protocol.py``'s, copied byte for byte into the PROTOCOL block below:
 
 1. It imports the modules named by ``--preimport`` (so a warm jail pays for
-   numpy/pandas before the request arrives), then writes ``ready <cpu_ms>\\n`` on
-   the result fd (the CPU it spent getting ready, so the service can subtract it).
-2. It reads one request from the control fd: a line
-   ``<cpu_seconds> <max_result_bytes> <script bytes>\\n`` and the script's source in UTF-8.
+   numpy/pandas before the request arrives), then writes its ready line on the
+   result fd (the CPU it spent getting ready, so the service can subtract it).
+2. It reads one request from the control fd: a header line and the script's source.
 3. It runs the script and writes exactly one JSON report on the result fd:
    ``{"status": "ok", "result": ..., "usage": {...}}`` or
    ``{"status": "error", "kind": ..., "error": ..., "usage": {...}}``, ending in a
@@ -41,8 +41,56 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+# --- PROTOCOL (pyexec/protocol.py and pyexec/runner.py hold this block byte for byte) ---
+READY_PREFIX = b"ready "
+LINE_END = b"\n"
+MAX_INT_DIGITS = 4300  # CPython's int <-> str limit; longer integers are refused both ways
+
+
+def ready_line(cpu_ms: float) -> bytes:
+    """The runner's ready line: the CPU milliseconds it spent getting ready."""
+    return READY_PREFIX + f"{cpu_ms:.3f}".encode() + LINE_END
+
+
+def parse_ready(line: bytes) -> float | None:
+    """The CPU milliseconds of a ready line (without its newline), or None."""
+    if not line.startswith(READY_PREFIX):
+        return None
+    try:
+        return float(line[len(READY_PREFIX) :])
+    except ValueError:
+        return None
+
+
+def request_bytes(cpu_seconds: int, max_result_bytes: int, source: bytes) -> bytes:
+    """The request: its header line, then the script's source."""
+    header = f"{cpu_seconds} {max_result_bytes} {len(source)}"
+    return header.encode() + LINE_END + source
+
+
+def parse_request_header(line: bytes) -> tuple[int, int, int]:
+    """(cpu_seconds, max_result_bytes, source length) of a request's header line."""
+    cpu_seconds, max_result_bytes, length = (int(field) for field in line.split())
+    return cpu_seconds, max_result_bytes, length
+
+
+def report_frame(payload: bytes) -> bytes:
+    """A report as it travels: the JSON text, then the line end."""
+    return payload + LINE_END
+
+
+def first_line(received: bytes | bytearray) -> bytes | None:
+    """The first complete line received (a ready line, a request header or a
+    report's JSON text) without its line end; None until the line end has arrived."""
+    end = received.find(LINE_END)
+    if end < 0:
+        return None
+    return bytes(received[:end])
+
+
+# --- END PROTOCOL ---
+
 SCRIPT_FILENAME = "<script>"
-MAX_INT_DIGITS = 4300  # CPython's int -> str limit
 MAX_INT = 10**MAX_INT_DIGITS
 MAX_TRACEBACK_FRAMES = 50
 ASYNC_FLAGS = 0x80 | 0x200  # CO_COROUTINE | CO_ASYNC_GENERATOR
@@ -79,15 +127,6 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def _read_all(fd: int) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
 
 
 def _user_frames(tb: Any) -> list[dict[str, Any]]:
@@ -466,13 +505,13 @@ def _read_request(fd: int) -> tuple[int, int, str]:
     """(cpu_seconds, max_result_bytes, script) from the control pipe, which stays
     open: the service closes it once it has measured the jail (see main)."""
     data = b""
-    while b"\n" not in data:
+    while (header := first_line(data)) is None:
         chunk = os.read(fd, 1 << 16)
         if not chunk:
             raise EOFError("the service sent no request")
         data += chunk
-    header, _, body = data.partition(b"\n")
-    cpu_seconds, max_result_bytes, length = (int(field) for field in header.split())
+    body = data[len(header) + len(LINE_END) :]
+    cpu_seconds, max_result_bytes, length = parse_request_header(header)
     while len(body) < length:
         chunk = os.read(fd, 1 << 16)
         if not chunk:
@@ -507,7 +546,7 @@ def main() -> None:
     os.set_inheritable(result_fd, False)
     runner_pid = os.getpid()
     ready_usage = resource.getrusage(resource.RUSAGE_SELF)
-    _write_all(result_fd, f"ready {_cpu_ms(ready_usage):.3f}\n".encode())
+    _write_all(result_fd, ready_line(_cpu_ms(ready_usage)))
     cpu_seconds, max_result_bytes, source = _read_request(control_fd)
     os.set_inheritable(control_fd, False)
     _limit_cpu(cpu_seconds)
@@ -524,14 +563,13 @@ def main() -> None:
         data = _final_report(report, ready_usage, max_result_bytes)
     except BaseException:
         data = LAST_RESORT_REPORT  # the script broke the runner's own machinery
-    data += b"\n"
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:
             pass
     try:
-        _write_all(result_fd, data)
+        _write_all(result_fd, report_frame(data))
     except OSError:
         pass  # the script closed or broke the result fd: the service sees no result
     try:

@@ -12,21 +12,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 
+from pyexec.errors import RequestError
 from pyexec.settings import Limits, Settings
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
-
-
-class RequestError(ValueError):
-    """The request body does not match schemas/request.schema.json.
-
-    ``details`` holds machine-readable extras for the error body (``field``,
-    ``maximum``).
-    """
-
-    def __init__(self, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.details = details
 
 
 @cache

@@ -8,11 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyexec.errors import SettingsError
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-
-
-class SettingsError(ValueError):
-    """A PYEXEC_* variable has a value the service cannot use."""
+__all__ = ["Limits", "Settings", "SettingsError", "load_settings"]
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,7 @@ class Limits:
 
 @dataclass(frozen=True)
 class Settings:
-    """Limits and locations; defaults are the documented ones (README, DESIGN.md)."""
+    """Limits and locations; defaults are the documented ones (docs/configuration.md)."""
 
     timeout_seconds: float = 10.0
     cpu_seconds: int = 10

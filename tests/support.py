@@ -8,8 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import flask
 from flask.testing import FlaskClient
 
+from pyexec.answers import Outcome, for_error
+from pyexec.api import Service
+from pyexec.errors import PyexecError
 from pyexec.schemas import load_schema, validator
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -23,6 +27,24 @@ def script(name: str, **tokens: str) -> str:
     for key, value in tokens.items():
         source = source.replace(f"__{key}__", value)
     return source
+
+
+def call(service: Service, body: dict[str, Any]) -> Outcome:
+    """POST /execute straight to a Service (for services with their own settings),
+    answered as main.py answers: refusals through pyexec.answers."""
+    with flask.Flask("direct").test_request_context("/execute", method="POST", json=body):
+        try:
+            return service.execute(flask.request)
+        except PyexecError as exc:
+            return for_error(exc)
+
+
+def answer_health(service: Service) -> Outcome:
+    """GET /healthz straight to a Service, answered as main.py answers."""
+    try:
+        return service.healthz()
+    except PyexecError as exc:
+        return for_error(exc)
 
 
 def check_schema(status: int, body: Any, name: str = "") -> None:

@@ -7,14 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import flask
 import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from pyexec.api import Service
 from pyexec.settings import load_settings
-from tests.support import PROJECT_DIR, Api, check_schema, core
+from tests.support import PROJECT_DIR, Api, answer_health, call, check_schema, core
 
 
 @pytest.mark.parametrize(
@@ -149,18 +148,14 @@ def test_a_broken_jail_means_503_with_cause_and_fix_never_an_unsandboxed_run(
     marker = tmp_path / "ran-unsandboxed"
     settings = load_settings({"PYEXEC_NSJAIL_CONFIG": str(broken), "PYEXEC_POOL_SIZE": "0"})
     service = Service(settings)
-    app = flask.Flask("broken")
-    with app.test_request_context(
-        "/execute",
-        method="POST",
-        json={"script": f"open({str(marker)!r}, 'w').close()\ndef main():\n    return 1\n"},
-    ):
-        outcome = service.execute(flask.request)
+    outcome = call(
+        service, {"script": f"open({str(marker)!r}, 'w').close()\ndef main():\n    return 1\n"}
+    )
     assert outcome.status == 503
     check_schema(503, outcome.body)
     assert outcome.body["kind"] == "sandbox_unavailable"
     assert "no script is run" in outcome.body["error"]
     assert "/nonexistent" not in outcome.body["error"]
     assert dict(outcome.headers)["Retry-After"] == "30"
-    assert service.healthz().status == 503
+    assert answer_health(service).status == 503
     assert not marker.exists()

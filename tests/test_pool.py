@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from pyexec.cgroups import prepare_cgroups
-from pyexec.jail import Jail, JailUsedError
+from pyexec.errors import JailUsedError
+from pyexec.jail import Jail
 from pyexec.pool import JailPools
 from pyexec.settings import Settings, load_settings
 from pyexec.spawn import REAPER

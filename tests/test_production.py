@@ -19,23 +19,23 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import flask
 import pytest
 from flask.testing import FlaskClient
 
+from pyexec.answers import Outcome
 from pyexec.api import Service
 from pyexec.logs import JsonFormatter, trace_fields
-from pyexec.outcome import Outcome
 from pyexec.settings import load_settings
-from tests.support import PROJECT_DIR, check_schema, script
+from tests.support import PROJECT_DIR, call, check_schema, script
 
 KEY = "k" * 24
 
 
-def call(service: Service, body: dict[str, Any]) -> Outcome:
-    """POST /execute straight to a Service (for services with their own settings)."""
-    with flask.Flask("direct").test_request_context("/execute", method="POST", json=body):
-        return service.execute(flask.request)
+def wait_healthy(service: Service) -> None:
+    """Block until the service's self-test has passed."""
+    health = service.executor.wait_health(timeout=120)
+    assert health is not None
+    assert health.ok
 
 
 def test_overload_gets_503_with_retry_after_and_no_lost_request() -> None:
@@ -43,7 +43,7 @@ def test_overload_gets_503_with_retry_after_and_no_lost_request() -> None:
         {"PYEXEC_MAX_CONCURRENT": "1", "PYEXEC_QUEUE_WAIT": "0.3", "PYEXEC_POOL_SIZE": "0"}
     )
     service = Service(settings)
-    assert service.executor.health().ok
+    wait_healthy(service)
     answers: dict[str, Outcome] = {}
 
     def slow() -> None:
@@ -69,7 +69,7 @@ def test_overload_gets_503_with_retry_after_and_no_lost_request() -> None:
 def test_shutdown_refuses_new_work_and_kills_running_jails() -> None:
     settings = load_settings({"PYEXEC_POOL_SIZE": "1", "PYEXEC_SHUTDOWN_GRACE": "0.5"})
     service = Service(settings)
-    assert service.executor.health().ok
+    wait_healthy(service)
     assert service.executor.pools.wait_full(timeout=60)
     answers: dict[str, Outcome] = {}
 
@@ -339,7 +339,7 @@ def test_memory_budget_bounds_the_sum_of_running_jails() -> None:
         }
     )
     service = Service(settings)
-    assert service.executor.health().ok
+    wait_healthy(service)
     answers: dict[str, Outcome] = {}
 
     def big() -> None:

@@ -1,0 +1,113 @@
+"""nsjail's command line for one jail, from the settings and the run's memory limit.
+
+Pure: no process is started and nothing is read but the runner's source (once, at
+import). The jail's shape (namespaces, mounts, seccomp, environment) is
+``nsjail.cfg``; this adds only per-run values: the rlimits and cgroup limits, the
+fds nsjail passes through, nsjail's own backstop time limit and the runner command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyexec.cgroups import CgroupSupport
+from pyexec.settings import Settings
+
+# The jailed uid cannot read the service's files: the runner travels in argv.
+RUNNER_SOURCE = (Path(__file__).parent / "runner.py").read_text(encoding="utf-8")
+# Extra CPU seconds a jail may spend before its script arrives (imports).
+STARTUP_CPU_SECONDS = 60
+# -I: isolated (no environment, no user site); -S: no site (the runner does the
+# parts that matter); -B: no bytecode writes (read-only fs); -u: unbuffered output.
+PYTHON_FLAGS = ("-I", "-S", "-B", "-u")
+
+
+@dataclass(frozen=True)
+class JailFds:
+    """The pipe ends nsjail passes into the jail (or writes its log to)."""
+
+    control_r: int
+    result_w: int
+    log_w: int
+
+
+def rlimit_args(settings: Settings, cgroups: CgroupSupport, memory_mb: int) -> list[str]:
+    """Per-jail limits: cgroup limits where cgroups work, rlimits as the fallback."""
+    args = [
+        "--rlimit_fsize",
+        str(settings.file_size_mb),
+        "--rlimit_nofile",
+        str(settings.max_open_files),
+        # A backstop: the runner lowers it to the run's own limit at hand-over.
+        "--rlimit_cpu",
+        str(settings.max_cpu_seconds + STARTUP_CPU_SECONDS),
+    ]
+    if not cgroups.enforced:
+        return [
+            *args,
+            "--rlimit_as",
+            str(memory_mb),
+            "--rlimit_nproc",
+            str(settings.max_pids),
+        ]
+    args += [
+        "--cgroup_mem_max",
+        str(memory_mb * 1024 * 1024),
+        "--cgroup_pids_max",
+        str(settings.max_pids),
+        "--cgroup_cpu_ms_per_sec",
+        str(settings.cpus * 1000),
+    ]
+    if cgroups.mode == "v2":
+        args += ["--cgroup_mem_swap_max", "0"]
+    return [*args, "--rlimit_nproc", "soft"]
+
+
+def backstop_seconds(settings: Settings) -> int:
+    """nsjail's own time limit, only a backstop: the service enforces the script's
+    deadline, and a pooled jail may first wait up to the idle age."""
+    return int(
+        settings.startup_timeout_seconds
+        + settings.pool_max_idle_seconds
+        + settings.max_timeout_seconds
+        + 5
+    )
+
+
+def nsjail_argv(
+    settings: Settings,
+    cgroups: CgroupSupport,
+    memory_mb: int,
+    preimport: str,
+    fds: JailFds,
+    prefix: tuple[str, ...] = (),
+) -> list[str]:
+    """The full command: ``prefix`` (e.g. setpriv's death signal), nsjail, the runner."""
+    return [
+        *prefix,
+        settings.nsjail_path,
+        "--config",
+        settings.nsjail_config,
+        "--log_fd",
+        str(fds.log_w),
+        "--pass_fd",
+        str(fds.control_r),
+        "--pass_fd",
+        str(fds.result_w),
+        "--time_limit",
+        str(backstop_seconds(settings)),
+        *cgroups.nsjail_args,
+        *rlimit_args(settings, cgroups, memory_mb),
+        "--",
+        settings.sandbox_python,
+        *PYTHON_FLAGS,
+        "-c",
+        RUNNER_SOURCE,
+        "--control-fd",
+        str(fds.control_r),
+        "--result-fd",
+        str(fds.result_w),
+        "--preimport",
+        preimport,
+    ]

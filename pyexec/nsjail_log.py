@@ -1,0 +1,65 @@
+"""Reading nsjail's log: how a jail ended, and why a jail failed to start (in words).
+
+nsjail writes its log to a pipe of ours (``--log_fd``). Two things are read from
+it: the line that says how the jail's init ended (a signal or an exit status: the
+only way to tell ``os._exit(137)`` from a SIGKILL), and, when a jail cannot start,
+a sentence an operator can act on. The raw log is for the service's own logs only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+EXIT_LINE = re.compile(
+    rb"pid=(\d+) \(\[STANDALONE MODE\]\) "
+    rb"(?:terminated with signal: (SIG\w+)|exited with status: (\d+))"
+)
+# nsjail log fragment -> the cause and the fix, in words an operator can act on.
+DIAGNOSES = (
+    (
+        ("clone(", "CLONE_NEW", "unshare", "Operation not permitted", "mandatory point"),
+        "this host does not let the service create Linux namespaces. On Cloud Run, "
+        "deploy with --execution-environment gen2; with Docker or Podman, run the "
+        "container with --privileged.",
+    ),
+    (
+        ("execve", "No such file or directory"),
+        "the sandbox's Python environment is missing; run `make setup` (or rebuild the image).",
+    ),
+)
+UNKNOWN_CAUSE = "the jail failed its start-up self-test; the service log has the details."
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How the jail's init ended: its host pid and a signal name or an exit status."""
+
+    pid: int
+    signal: str | None
+    status: int | None
+
+
+def ending(log: bytes) -> Ending | None:
+    """The jail's ending from nsjail's log, or None when the log does not say."""
+    found = EXIT_LINE.search(log)
+    if found is None:
+        return None
+    signal_name = found.group(2).decode() if found.group(2) else None
+    status = int(found.group(3)) if found.group(3) else None
+    return Ending(int(found.group(1)), signal_name, status)
+
+
+def summary(log: bytes) -> str:
+    """The last few error or warning lines (else the last lines), for operators."""
+    lines = log.decode("utf-8", "replace").strip().splitlines()
+    wanted = [line for line in lines if "[E]" in line or "[F]" in line or "[W]" in line]
+    return " | ".join((wanted or lines)[-5:]) or "no log"
+
+
+def diagnose(reason: str) -> str:
+    """One sentence naming why the jail failed and what fixes it."""
+    for fragments, sentence in DIAGNOSES:
+        if any(fragment in reason for fragment in fragments):
+            return sentence
+    return UNKNOWN_CAUSE

@@ -1,0 +1,114 @@
+"""Reading a jail's pipes: each into a buffer with a cap, all of them through one selector.
+
+A jail has up to five pipes open to the service: its stdout and stderr, the
+runner's result pipe, nsjail's log, and the control pipe the service writes the
+script into. Every read of them goes through ``Capture.read``, so a cap and the
+truncation flag are applied in exactly one place.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+from collections.abc import Iterable
+from types import TracebackType
+
+CHUNK_BYTES = 65536
+
+
+class Capture:
+    """One pipe read into a buffer that keeps at most ``cap`` bytes.
+
+    Past the cap the pipe is still read (so the writer never blocks on it) but
+    the bytes are dropped and ``truncated`` is set.
+    """
+
+    def __init__(self, fd: int, cap: int) -> None:
+        self.fd = fd
+        self.cap = cap
+        self.data = bytearray()
+        self.truncated = False
+        self.eof = False
+
+    def read(self) -> int:
+        """Read once, without blocking if the fd is non-blocking; the bytes read
+        (0 when nothing was there, or at end of file, which sets ``eof``)."""
+        try:
+            chunk = os.read(self.fd, CHUNK_BYTES)
+        except BlockingIOError:
+            return 0
+        if not chunk:
+            self.eof = True
+            return 0
+        room = self.cap - len(self.data)
+        self.data += chunk[: max(room, 0)]
+        if len(chunk) > room:
+            self.truncated = True
+        return len(chunk)
+
+    def drain(self, block: bool = False) -> None:
+        """Read what the pipe holds: to its end when ``block`` (the writer has
+        exited, so the end comes at once), else until it is empty or the cap is hit."""
+        if self.fd < 0:
+            return
+        os.set_blocking(self.fd, block)
+        while not self.eof:
+            if not self.read() and not block:
+                return
+            if self.truncated and not block:
+                return
+
+
+class PipeSet:
+    """A selector over a jail's pipes: reads every capture that has data, and writes
+    ``pending`` bytes into ``writer_fd`` as the pipe takes them.
+
+    The writer's fd stays open when everything is written: the caller closes it
+    when it wants the other end to see end of file.
+    """
+
+    def __init__(
+        self, captures: Iterable[Capture], writer_fd: int = -1, pending: bytes = b""
+    ) -> None:
+        self._selector = selectors.DefaultSelector()
+        for capture in captures:
+            if not capture.eof:
+                self._selector.register(capture.fd, selectors.EVENT_READ, capture)
+        self._writer_fd = writer_fd
+        self._pending = memoryview(pending)
+        if writer_fd >= 0 and pending:
+            os.set_blocking(writer_fd, False)
+            self._selector.register(writer_fd, selectors.EVENT_WRITE)
+
+    def __enter__(self) -> PipeSet:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._selector.close()
+
+    def pump(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for any pipe, then serve every ready one."""
+        for key, _ in self._selector.select(timeout):
+            if key.fd == self._writer_fd:
+                self._write()
+                continue
+            capture: Capture = key.data
+            capture.read()
+            if capture.eof:
+                self._selector.unregister(key.fd)
+
+    def _write(self) -> None:
+        try:
+            written = os.write(self._writer_fd, self._pending)
+        except BlockingIOError:
+            return
+        except BrokenPipeError:
+            written = len(self._pending)  # the reader is gone; its exit tells why
+        self._pending = self._pending[written:]
+        if not self._pending:
+            self._selector.unregister(self._writer_fd)

@@ -1,0 +1,36 @@
+"""What one run produced: the record ``pyexec.jail`` fills and ``pyexec.outcome`` interprets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyexec.settings import Limits
+
+
+@dataclass
+class RunRecord:
+    """Everything observed about one run, before anyone decides what it means."""
+
+    stdout: bytes = b""
+    stdout_truncated: bool = False
+    stderr: bytes = b""
+    stderr_truncated: bool = False
+    report: bytes = b""
+    report_truncated: bool = False
+    timed_out: bool = False
+    exit_code: int | None = None
+    cpu_seconds: float = 0.0
+    max_rss_bytes: int = 0
+    startup_cpu_ms: float = 0.0
+    # How the jail's init ended, from nsjail's own log: a signal name or an exit
+    # status (the exit code alone cannot tell os._exit(137) from SIGKILL).
+    exit_signal: str | None = None
+    exit_status: int | None = None
+    oom_killed: bool | None = None
+    # From the jail's cgroup when readable (None otherwise): trusted figures.
+    cgroup_peak_bytes: int | None = None
+    cgroup_cpu_ms: float | None = None
+    cpu_exceeded: bool = False  # the jail as a whole used more than its CPU limit
+    wall_seconds: float = 0.0
+    log: bytes = b""
+    limits: Limits | None = None
