@@ -3,11 +3,18 @@
 
 PORT ?= 8080
 VENV := .venv/bin
+PYTEST := $(VENV)/python -m pytest
 
-.PHONY: setup run test lint typecheck pytest test-container bench load
+.PHONY: setup setup-venv run test lint typecheck unit integration coverage \
+	test-container bench load relock
 
+# .venv and the jail's sandbox environment (root).
 setup:
 	@scripts/setup.sh
+
+# .venv only (any user): enough for lint, typecheck and unit.
+setup-venv:
+	@scripts/setup.sh venv
 
 # functions-framework's app under gunicorn with gunicorn.conf.py (bounded request
 # lines, graceful shutdown); `functions-framework --target=handle --source=main.py`
@@ -15,17 +22,26 @@ setup:
 run: setup
 	PORT=$(PORT) scripts/serve
 
-lint: setup
+lint: setup-venv
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 
-typecheck: setup
+typecheck: setup-venv
 	$(VENV)/mypy
 
-pytest: setup
-	$(VENV)/pytest
+# Fast tests of pure logic: no root, no nsjail, no jail Python.
+unit: setup-venv
+	$(PYTEST) tests/unit
 
-test: lint typecheck pytest
+# Real jails, real HTTP (root).
+integration: setup
+	$(PYTEST) tests/integration
+
+# Unit and integration in one run, with branch coverage (thresholds in pyproject.toml).
+coverage: setup
+	$(PYTEST) --cov --cov-report=term-missing:skip-covered tests/unit tests/integration
+
+test: lint typecheck coverage
 
 # Build the Dockerfile on a local Debian base and run it for real (podman, as root).
 test-container:
@@ -38,3 +54,11 @@ bench: setup
 # Ramp a mix of normal, slow, failing and hostile scripts to several times capacity.
 load: setup
 	$(VENV)/python bench/load.py
+
+# Re-resolve the hash-pinned lock files from requirements/*.in (service first: dev is
+# constrained by it). Universal locks: they hold for Debian's 3.11 and the image's 3.12.
+relock: setup-venv
+	cd requirements && for name in service dev sandbox; do \
+		../$(VENV)/uv pip compile --quiet --universal --generate-hashes \
+			--python-version 3.11 $$name.in -o $$name.txt || exit 1; \
+	done

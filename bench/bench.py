@@ -19,7 +19,6 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 from pyexec.settings import load_settings  # noqa: E402
+from tests.live_server import serve  # noqa: E402
 
 SANDBOX_PYTHON = "/opt/pyexec/sandbox/bin/python"
 SCRIPTS = {
@@ -48,13 +48,6 @@ TARGETS = {  # name -> (kind of ratio, bound); from issue 4
     "burst hello": (">=", 0.7),
     "burst pandas": (">=", 0.9),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
@@ -158,22 +151,15 @@ def main() -> int:
     parser.add_argument("--in-flight", type=int, default=8, help="concurrent requests in a burst")
     args = parser.parse_args()
 
-    port = free_port()
     settings = load_settings()
     pool_size = {
         "light": settings.light_pool_size if settings.pool_size else 0,
         "heavy": settings.pool_size,
     }
-    server = subprocess.Popen(
-        [str(PROJECT_DIR / "scripts/serve")],
-        env={**os.environ, "HOST": "127.0.0.1", "PORT": str(port)},
-        cwd=PROJECT_DIR,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with serve() as server:
+        port = server.port
         wait_pool_full(port, pool_size)
-        idle_rss = rss_mib(server.pid)
+        idle_rss = rss_mib(server.process.pid)
         latencies: dict[str, list[float]] = {}
         for _ in range(args.rounds):
             for name in SCRIPTS:
@@ -191,10 +177,7 @@ def main() -> int:
                 lambda n=name: api_call(port, n), args.burst, args.in_flight
             )  # type: ignore[misc]
             rates[f"bare {name}"] = burst(lambda n=name: bare_call(n), args.burst, args.in_flight)  # type: ignore[misc]
-        busy_rss = rss_mib(server.pid)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        busy_rss = rss_mib(server.process.pid)
 
     print(f"machine: {os.cpu_count()} CPUs, {sys.platform}; pool {pool_size}")
     print(

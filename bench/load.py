@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -28,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import PROJECT_DIR, free_port, percentile, rss_mib
+from bench import percentile, rss_mib
+from tests.live_server import serve
 
 Check = Callable[[int, dict[str, Any]], bool]
 
@@ -136,18 +135,27 @@ def send(port: int, index: int) -> tuple[str, int | str, float, bool]:
     return name, status, elapsed, right
 
 
-def wait_healthy(port: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the service did not become healthy")
+Result = tuple[str, int | str, float, bool]
+
+
+def run_phase(
+    port: int, concurrency: int, count: int, first: int, deadline: float
+) -> list[Result]:
+    """Send ``count`` requests, ``concurrency`` at a time; print the phase's figures."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        futures = [pool.submit(send, port, first + i) for i in range(count)]
+        phase = [f.result(timeout=deadline) for f in futures]
+    ok = [t for _, s, t, right in phase if s == 200 and right]
+    by_status = Counter(str(s) for _, s, _, _ in phase)
+    print(
+        f"phase {concurrency:3d} in flight, {count:4d} requests, "
+        f"{time.monotonic() - started:5.1f} s: {dict(sorted(by_status.items()))}, "
+        f"wrong {sum(not r for *_, r in phase)}, "
+        f"p50 {1000 * statistics.median(ok) if ok else 0:.0f} ms, "
+        f"p99 {1000 * percentile(ok, 0.99) if ok else 0:.0f} ms"
+    )
+    return phase
 
 
 def main() -> int:
@@ -159,48 +167,25 @@ def main() -> int:
     args = parser.parse_args()
     phases = [tuple(map(int, pair.split(":"))) for pair in args.phases.split(",")]
 
-    port = free_port()
-    server = subprocess.Popen(
-        [str(PROJECT_DIR / "scripts/serve")],
-        cwd=PROJECT_DIR,
-        env={**os.environ, "HOST": "127.0.0.1", "PORT": str(port)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     peak = [0.0]
     sampling = threading.Event()
+    results: list[Result] = []
+    with serve() as server:
 
-    def sample() -> None:
-        while not sampling.is_set():
-            peak[0] = max(peak[0], rss_mib(server.pid))
-            time.sleep(0.2)
+        def sample() -> None:
+            while not sampling.is_set():
+                peak[0] = max(peak[0], rss_mib(server.process.pid))
+                time.sleep(0.2)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    results: list[tuple[str, int | str, float, bool]] = []
-    try:
-        wait_healthy(port)
+        sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        index = 0
-        for concurrency, count in phases:
-            started = time.monotonic()
-            with ThreadPoolExecutor(max_workers=concurrency) as pool:
-                futures = [pool.submit(send, port, index + i) for i in range(count)]
-                phase = [f.result(timeout=args.phase_deadline) for f in futures]
-            index += count
-            results += phase
-            ok = [t for _, s, t, right in phase if s == 200 and right]
-            by_status = Counter(str(s) for _, s, _, _ in phase)
-            print(
-                f"phase {concurrency:3d} in flight, {count:4d} requests, "
-                f"{time.monotonic() - started:5.1f} s: {dict(sorted(by_status.items()))}, "
-                f"wrong {sum(not r for *_, r in phase)}, "
-                f"p50 {1000 * statistics.median(ok) if ok else 0:.0f} ms, "
-                f"p99 {1000 * percentile(ok, 0.99) if ok else 0:.0f} ms"
-            )
-    finally:
-        sampling.set()
-        server.terminate()
-        server.wait(timeout=60)
+        try:
+            for concurrency, count in phases:
+                results += run_phase(
+                    server.port, concurrency, count, len(results), args.phase_deadline
+                )
+        finally:
+            sampling.set()
 
     ok_times = [t for _, s, t, right in results if s == 200 and right]
     wrong = [(n, s) for n, s, _, right in results if not right]

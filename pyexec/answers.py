@@ -84,11 +84,11 @@ def http_error(exc: HTTPException) -> Outcome:
     status = exc.code or 500
     if status == 404:
         return not_found()
+    if status >= 500:  # its description may hold internals
+        return Outcome(status, internal_error().body)
     kinds = [kind for kind, kind_status in KIND_STATUS.items() if kind_status == status]
-    fallback = "bad_request" if status < 500 else "internal_error"
-    kind = kinds[0] if len(kinds) == 1 else fallback
-    message = exc.description or exc.name
-    return Outcome(status, {"error": message, "kind": kind})
+    kind = kinds[0] if len(kinds) == 1 else "bad_request"
+    return Outcome(status, {"error": exc.description or exc.name, "kind": kind})
 
 
 def internal_error() -> Outcome:

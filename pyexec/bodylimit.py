@@ -41,9 +41,10 @@ class BodyLimit:
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
         declared = (environ.get("CONTENT_LENGTH") or "").strip()
         if not chunked:  # chunked wins over any Content-Length (RFC 9112, 6.3)
-            if not declared.isdigit() or int(declared) == 0:
+            # ASCII digits only ("²".isdigit() is true), and few enough for int().
+            if not (declared.isascii() and declared.isdigit()) or int(declared[:19]) == 0:
                 return self.app(environ, start_response)
-            if int(declared) > self.max_bytes:
+            if len(declared) > 18 or int(declared) > self.max_bytes:
                 return to_wsgi(self._too_large(), start_response)
         wanted = self.max_bytes + 1 if chunked else int(declared)
         sock = environ.get("gunicorn.socket")

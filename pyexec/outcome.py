@@ -72,9 +72,11 @@ def _parse_report(record: RunRecord) -> dict[str, Any] | None:
         return None
     if report.get("status") == "ok" and "result" in report:
         return report
+    kind = report.get("kind")
     if (
         report.get("status") == "error"
-        and report.get("kind") in RUNNER_KINDS
+        and isinstance(kind, str)
+        and kind in RUNNER_KINDS
         and isinstance(report.get("error"), str)
     ):
         return report

@@ -61,6 +61,9 @@ class JailPools:
         self._heavy_pattern = re.compile(rf"\b(?:{names})\b") if names else None
         self._condition = threading.Condition()
         self._closed = False
+        # Held for a whole close(): shutdown's close waits for one that a SIGTERM
+        # handler's thread already began, so no jail outlives shutdown's sweep.
+        self._closing = threading.Lock()
         self._workers: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -228,14 +231,16 @@ class JailPools:
             return {"light": len(self.light.ready), "heavy": len(self.heavy.ready)}
 
     def close(self) -> None:
-        """Stop refilling and destroy every ready jail."""
-        with self._condition:
-            self._closed = True
-            jails = [*self.light.ready, *self.heavy.ready]
-            self.light.ready.clear()
-            self.heavy.ready.clear()
-            self._condition.notify_all()
-        for jail in jails:
-            jail.close()
-        for worker in self._workers:
-            worker.join(timeout=self.settings.startup_timeout_seconds + 5)
+        """Stop refilling and destroy every ready jail; returns once they are gone
+        (also when another thread's close was already under way)."""
+        with self._closing:
+            with self._condition:
+                self._closed = True
+                jails = [*self.light.ready, *self.heavy.ready]
+                self.light.ready.clear()
+                self.heavy.ready.clear()
+                self._condition.notify_all()
+            for jail in jails:
+                jail.close()
+            for worker in self._workers:
+                worker.join(timeout=self.settings.startup_timeout_seconds + 5)

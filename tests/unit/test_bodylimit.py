@@ -1,0 +1,226 @@
+"""pyexec.bodylimit: bodies over the limit get a JSON 413 (a declared one without a byte
+read), stalled bodies a JSON 408, and the app below reads every other body from memory.
+
+Driven through werkzeug's test tools, with no server: a tiny WSGI app records what
+it was handed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+from werkzeug.test import Client, EnvironBuilder, run_wsgi_app
+
+from pyexec.bodylimit import BodyLimit
+from pyexec.schemas import load_schema, validator
+
+LIMIT = 1024
+READ_TIMEOUT = 2.5
+ERROR_VALIDATOR = validator(load_schema("error"))
+
+
+class RecordingApp:
+    """A WSGI app that reads the body it was given (by a numeric CONTENT_LENGTH) and
+    keeps it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.environ: dict[str, Any] = {}
+        self.body = b""
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        self.calls += 1
+        self.environ = environ
+        declared = (environ.get("CONTENT_LENGTH") or "").strip()
+        length = int(declared) if declared.isascii() and declared.isdigit() else 0
+        self.body = environ["wsgi.input"].read(length) if length else b""
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+
+class UnreadableInput:
+    """A wsgi.input that fails the test if anything reads it."""
+
+    def read(self, size: int = -1) -> bytes:
+        raise AssertionError(f"the body was read ({size} bytes)")
+
+
+class StalledInput:
+    """A wsgi.input whose client stopped sending: the socket's read timeout expires."""
+
+    def read(self, size: int = -1) -> bytes:
+        raise TimeoutError("timed out")
+
+
+class CountingInput(io.BytesIO):
+    """A wsgi.input that records the size of every read."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.sizes: list[int | None] = []
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.sizes.append(size)
+        return super().read(size)
+
+
+class FakeSocket:
+    """gunicorn.socket: records the read timeouts set on it."""
+
+    def __init__(self) -> None:
+        self.timeouts: list[float | None] = []
+
+    def settimeout(self, value: float | None) -> None:
+        self.timeouts.append(value)
+
+
+def _environ(stream: Any, content_length: str | None, *, chunked: bool = False) -> dict[str, Any]:
+    environ: dict[str, Any] = EnvironBuilder(method="POST", path="/execute").get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+    environ["wsgi.input"] = stream
+    if content_length is not None:
+        environ["CONTENT_LENGTH"] = content_length
+    if chunked:
+        environ["HTTP_TRANSFER_ENCODING"] = "chunked"
+    return environ
+
+
+def _call(app: RecordingApp, environ: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    """Run the middleware over ``app``: status code, headers and body."""
+    app_iter, status, headers = run_wsgi_app(BodyLimit(app, LIMIT, READ_TIMEOUT), environ)
+    body = b"".join(app_iter)
+    return int(status.split()[0]), dict(headers), body
+
+
+def _assert_error(status: int, headers: dict[str, str], body: bytes, kind: str) -> None:
+    parsed = json.loads(body)
+    ERROR_VALIDATOR.validate(parsed)
+    assert parsed["kind"] == kind
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Content-Length"] == str(len(body))
+    assert headers["Connection"] == "close"
+
+
+@pytest.mark.parametrize("declared", [LIMIT + 1, 10 * LIMIT, 2**40])
+def test_a_declared_length_over_the_limit_is_refused_without_reading_the_body(
+    declared: int,
+) -> None:
+    app = RecordingApp()
+    sock = FakeSocket()
+    environ = _environ(UnreadableInput(), str(declared))
+    environ["gunicorn.socket"] = sock
+    status, headers, body = _call(app, environ)
+    assert status == 413
+    _assert_error(status, headers, body, "body_too_large")
+    assert str(LIMIT) in json.loads(body)["error"]
+    assert app.calls == 0
+    assert sock.timeouts == []
+
+
+@pytest.mark.parametrize("size", [1, LIMIT - 1, LIMIT])
+def test_a_body_within_the_limit_reaches_the_app_with_its_length(size: int) -> None:
+    app = RecordingApp()
+    data = b"x" * size
+    response = Client(BodyLimit(app, LIMIT, READ_TIMEOUT)).post("/execute", data=data)
+    assert response.status_code == 200
+    assert app.body == data
+    assert app.environ["CONTENT_LENGTH"] == str(size)
+
+
+def test_a_body_over_the_limit_gets_a_json_413_through_a_client() -> None:
+    app = RecordingApp()
+    response = Client(BodyLimit(app, LIMIT, READ_TIMEOUT)).post(
+        "/execute", data=b"x" * (LIMIT + 1)
+    )
+    assert response.status_code == 413
+    ERROR_VALIDATOR.validate(response.get_json())
+    assert app.calls == 0
+
+
+@pytest.mark.parametrize("declared", [None, "3"], ids=["no length", "a short length"])
+def test_a_chunked_body_over_the_limit_is_refused_after_limit_plus_one_bytes(
+    declared: str | None,
+) -> None:
+    app = RecordingApp()
+    stream = CountingInput(b"x" * (LIMIT * 4))
+    status, headers, body = _call(app, _environ(stream, declared, chunked=True))
+    assert status == 413
+    _assert_error(status, headers, body, "body_too_large")
+    assert app.calls == 0
+    assert stream.sizes == [LIMIT + 1]
+
+
+@pytest.mark.parametrize("size", [1, 100, LIMIT])
+def test_a_chunked_body_within_the_limit_reaches_the_app_as_a_plain_one(size: int) -> None:
+    app = RecordingApp()
+    data = bytes(range(256)) * (size // 256) + b"y" * (size % 256)
+    status, _headers, _body = _call(app, _environ(io.BytesIO(data), None, chunked=True))
+    assert status == 200
+    assert app.body == data
+    assert app.environ["CONTENT_LENGTH"] == str(size)
+    assert "HTTP_TRANSFER_ENCODING" not in app.environ
+
+
+@pytest.mark.parametrize("declared", [None, "", "0", " ", "abc", "-5"])
+def test_a_body_without_a_positive_length_goes_to_the_app_untouched(declared: str | None) -> None:
+    app = RecordingApp()
+    stream = UnreadableInput()
+    sock = FakeSocket()
+    environ = _environ(stream, declared)
+    environ["gunicorn.socket"] = sock
+    status, _headers, _body = _call(app, environ)
+    assert status == 200
+    assert app.calls == 1
+    assert app.environ["wsgi.input"] is stream
+    assert app.environ.get("CONTENT_LENGTH") == declared
+    assert sock.timeouts == []
+
+
+def test_a_body_that_stalls_gets_a_json_408_naming_the_timeout() -> None:
+    app = RecordingApp()
+    status, headers, body = _call(app, _environ(StalledInput(), "100"))
+    assert status == 408
+    _assert_error(status, headers, body, "request_timeout")
+    assert "2.5 s" in json.loads(body)["error"]
+    assert app.calls == 0
+
+
+def test_a_chunked_body_that_stalls_gets_a_json_408() -> None:
+    app = RecordingApp()
+    status, headers, body = _call(app, _environ(StalledInput(), None, chunked=True))
+    assert status == 408
+    _assert_error(status, headers, body, "request_timeout")
+
+
+@pytest.mark.parametrize(
+    ("stream", "status"),
+    [(io.BytesIO(b"z" * 10), 200), (StalledInput(), 408)],
+    ids=["read", "stalled"],
+)
+def test_the_gunicorn_socket_gets_the_read_timeout_while_the_body_is_read_then_none(
+    stream: Any, status: int
+) -> None:
+    app = RecordingApp()
+    sock = FakeSocket()
+    environ = _environ(stream, "10")
+    environ["gunicorn.socket"] = sock
+    assert _call(app, environ)[0] == status
+    assert sock.timeouts == [READ_TIMEOUT, None]
+
+
+@pytest.mark.parametrize(
+    "declared", ["\u00b2", "9" * 5000], ids=["superscript two", "5000 digits"]
+)
+def test_a_content_length_that_int_cannot_read_gets_an_answer_not_an_exception(
+    declared: str,
+) -> None:
+    app = RecordingApp()
+    status, _headers, _body = _call(app, _environ(io.BytesIO(b"{}"), declared))
+    assert status == (413 if declared.isascii() else 200)

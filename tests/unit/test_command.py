@@ -1,0 +1,181 @@
+"""pyexec.command: nsjail's command line, for cgroup v1, v2 and no cgroups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pyexec.cgroups import CgroupSupport
+from pyexec.command import (
+    RUNNER_SOURCE,
+    JailFds,
+    backstop_seconds,
+    nsjail_argv,
+    rlimit_args,
+)
+from pyexec.settings import Settings, load_settings
+
+V1 = CgroupSupport(
+    "v1",
+    (
+        "--cgroup_mem_mount",
+        "/sys/fs/cgroup/memory",
+        "--cgroup_mem_parent",
+        "pyexec",
+        "--cgroup_pids_mount",
+        "/sys/fs/cgroup/pids",
+        "--cgroup_pids_parent",
+        "pyexec",
+        "--cgroup_cpu_mount",
+        "/sys/fs/cgroup/cpu",
+        "--cgroup_cpu_parent",
+        "pyexec",
+    ),
+    parents=(
+        Path("/sys/fs/cgroup/memory/pyexec"),
+        Path("/sys/fs/cgroup/pids/pyexec"),
+        Path("/sys/fs/cgroup/cpu/pyexec"),
+    ),
+)
+V2 = CgroupSupport(
+    "v2",
+    ("--use_cgroupv2", "--cgroupv2_mount", "/sys/fs/cgroup/pyexec"),
+    parents=(Path("/sys/fs/cgroup/pyexec"),),
+)
+NONE = CgroupSupport("none", (), "no memory, pids and cpu cgroup controllers are mounted")
+FDS = JailFds(control_r=11, result_w=12, log_w=13)
+# Shared by every mode: file size, open files, and the CPU backstop (60 + 60 s of start-up).
+BASE_RLIMITS = ["--rlimit_fsize", "5", "--rlimit_nofile", "100", "--rlimit_cpu", "90"]
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return load_settings(
+        {
+            "PYEXEC_FILE_SIZE_MB": "5",
+            "PYEXEC_MAX_OPEN_FILES": "100",
+            "PYEXEC_MAX_CPU_SECONDS": "30",
+            "PYEXEC_MAX_PIDS": "64",
+            "PYEXEC_CPUS": "2",
+            "PYEXEC_STARTUP_TIMEOUT": "20.5",
+            "PYEXEC_POOL_MAX_IDLE": "100.25",
+            "PYEXEC_MAX_TIMEOUT": "40.5",
+            "PYEXEC_SANDBOX_PYTHON": "/sandbox/bin/python",
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("cgroups", "limits"),
+    [
+        (
+            V2,
+            [
+                "--cgroup_mem_max",
+                "314572800",
+                "--cgroup_pids_max",
+                "64",
+                "--cgroup_cpu_ms_per_sec",
+                "2000",
+                "--cgroup_mem_swap_max",
+                "0",
+                "--rlimit_nproc",
+                "soft",
+            ],
+        ),
+        (
+            V1,
+            [
+                "--cgroup_mem_max",
+                "314572800",
+                "--cgroup_pids_max",
+                "64",
+                "--cgroup_cpu_ms_per_sec",
+                "2000",
+                "--rlimit_nproc",
+                "soft",
+            ],
+        ),
+        (NONE, ["--rlimit_as", "300", "--rlimit_nproc", "64"]),
+    ],
+    ids=["v2", "v1", "none"],
+)
+def test_rlimit_args_use_cgroups_where_they_work_and_rlimits_where_not(
+    settings: Settings, cgroups: CgroupSupport, limits: list[str]
+) -> None:
+    assert rlimit_args(settings, cgroups, 300) == BASE_RLIMITS + limits
+
+
+def test_the_cgroup_memory_limit_is_the_run_s_own_memory_in_bytes(settings: Settings) -> None:
+    args = rlimit_args(settings, V2, 1024)
+    assert args[args.index("--cgroup_mem_max") + 1] == str(1024 * 1024 * 1024)
+
+
+def test_the_backstop_time_limit_covers_start_up_idle_age_and_the_longest_run(
+    settings: Settings,
+) -> None:
+    # int(20.5 + 100.25 + 40.5 + 5)
+    assert backstop_seconds(settings) == 166
+
+
+def test_the_backstop_time_limit_of_the_defaults() -> None:
+    assert backstop_seconds(Settings()) == 395  # 30 + 300 + 60 + 5
+
+
+@pytest.mark.parametrize("cgroups", [V2, V1, NONE], ids=["v2", "v1", "none"])
+def test_nsjail_argv_is_prefix_nsjail_fds_cgroups_limits_then_the_runner(
+    settings: Settings, cgroups: CgroupSupport
+) -> None:
+    prefix = ("setpriv", "--pdeathsig", "KILL")
+    argv = nsjail_argv(settings, cgroups, 300, "numpy,pandas", FDS, prefix)
+    assert argv == [
+        "setpriv",
+        "--pdeathsig",
+        "KILL",
+        settings.nsjail_path,
+        "--config",
+        settings.nsjail_config,
+        "--log_fd",
+        "13",
+        "--pass_fd",
+        "11",
+        "--pass_fd",
+        "12",
+        "--time_limit",
+        "166",
+        *cgroups.nsjail_args,
+        *rlimit_args(settings, cgroups, 300),
+        "--",
+        "/sandbox/bin/python",
+        "-I",
+        "-S",
+        "-B",
+        "-u",
+        "-c",
+        RUNNER_SOURCE,
+        "--control-fd",
+        "11",
+        "--result-fd",
+        "12",
+        "--preimport",
+        "numpy,pandas",
+    ]
+
+
+def test_nsjail_argv_starts_with_nsjail_without_a_prefix_and_passes_an_empty_preimport(
+    settings: Settings,
+) -> None:
+    argv = nsjail_argv(settings, NONE, 300, "", FDS)
+    assert argv[:3] == [settings.nsjail_path, "--config", settings.nsjail_config]
+    assert argv[-2:] == ["--preimport", ""]
+    assert Path(settings.nsjail_path).name == "nsjail"
+    assert Path(settings.nsjail_config).name == "nsjail.cfg"
+
+
+def test_the_runner_travels_in_argv_as_the_file_s_own_text() -> None:
+    runner_py = Path(__file__).resolve().parents[2] / "pyexec" / "runner.py"
+    assert runner_py.read_text(encoding="utf-8") == RUNNER_SOURCE
+    # An argv string cannot hold NUL, and Linux caps one at 32 pages (MAX_ARG_STRLEN).
+    assert "\x00" not in RUNNER_SOURCE
+    assert len(RUNNER_SOURCE.encode()) < 32 * 4096
