@@ -62,6 +62,6 @@ EXPOSE 8080
 # Root in the container: nsjail needs it to create the jail's namespaces and cgroups
 # and maps the script itself to uid 65534.
 USER root
-# functions-framework's app under gunicorn with gunicorn.conf.py: bounded request
-# lines, 2 x PYEXEC_MAX_CONCURRENT threads, graceful SIGTERM (Cloud Run's signal).
+# functions-framework's app under gunicorn with gunicorn.conf.py (its thread count,
+# bounded request lines and graceful SIGTERM, Cloud Run's signal, are set there).
 CMD ["scripts/serve"]

@@ -86,9 +86,10 @@ class SandboxUnavailable(PyexecError):
 
 class JailStartError(PyexecError):
     """A jail did not come up. The message is nsjail's, for operators only: the
-    executor logs it and answers with a SandboxUnavailable built from its diagnosis."""
+    executor logs it and raises a SandboxUnavailable built from its diagnosis instead.
+    Should one ever reach an answer, it is the generic 500 (no internals)."""
 
-    kind = "sandbox_unavailable"
+    kind = "internal_error"
 
 
 class JailUsedError(PyexecError):

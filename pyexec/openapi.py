@@ -58,7 +58,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
         "413": "The body is over the size limit (refused before it is read).",
         "415": "The body is not JSON.",
         "500": "A fault of the service itself; no internals in the body.",
-        "503": "The sandbox cannot run here; nothing runs. Retry-After says when to retry.",
+        "503": "Not now: overloaded, shutting_down, starting (the self-test still runs) or "
+        "sandbox_unavailable (nothing runs here); Retry-After says when to retry.",
     }
     retry = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}}
     return {

@@ -1,4 +1,5 @@
-"""Settings: defaults from DESIGN.md, and a clear start-up error for each bad value."""
+"""pyexec/settings.py: the documented defaults (docs/configuration.md), and a clear
+start-up error for each bad value."""
 
 from __future__ import annotations
 
