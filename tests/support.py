@@ -1,10 +1,13 @@
-"""Test helpers: sample scripts from tests/scripts/ and a client that validates answers.
+"""Test helpers: sample scripts from tests/scripts/, a client that validates answers, a
+check for internals in a body, and waiting on observable state instead of sleeping.
 
 Each response is validated against its JSON Schema in schemas/ before a test sees it.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,21 @@ from pyexec.schemas import load_schema, validator
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SCRIPTS_DIR = Path(__file__).resolve().parent / "scripts"
 CANARY = "pyexec-canary-5f3a9c"
+# What no answer may hold (docs/api.md: "no paths, nsjail logs or service tracebacks"):
+# where the service lives (this checkout, the image's directories, root's home), nsjail's
+# log, the runner's own frames and a Python traceback.
+INTERNAL_MARKERS = (
+    str(PROJECT_DIR),
+    "/srv/pyexec",
+    "/opt/pyexec",
+    "/root",
+    "[E]",
+    "nsjail",
+    "runner.py",
+    "<string>",
+    "Traceback (most recent call last)",
+    'File "/',
+)
 
 
 def script(name: str, **tokens: str) -> str:
@@ -52,6 +70,35 @@ def wait_healthy(service: Service) -> None:
     health = service.executor.wait_health(timeout=120)
     assert health is not None
     assert health.ok
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:g} s for {what}")
+        time.sleep(0.01)
+
+
+def strings_in(value: Any) -> Iterator[str]:
+    """Every string in a JSON value, object keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
+
+
+def internals_in(body: Any) -> list[str]:
+    """The INTERNAL_MARKERS found in any string of a JSON body (decoded, so that a
+    quote escaped in the JSON text cannot hide ``File "/``)."""
+    found = {marker for text in strings_in(body) for marker in INTERNAL_MARKERS if marker in text}
+    return sorted(found)
 
 
 def check_schema(status: int, body: Any, name: str = "") -> None:

@@ -11,11 +11,14 @@ import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
-from tests.support import CANARY, PROJECT_DIR, Api, check_schema, core, script
+from pyexec.api import Service
+from tests.integration.host import JailCensus, jail_uid
+from tests.support import CANARY, PROJECT_DIR, Api, check_schema, core, script, wait_until
 
 pytestmark = pytest.mark.usefixtures("leaves_nothing_behind")
 
@@ -115,21 +118,34 @@ def test_background_processes_die_with_the_request(api: Api) -> None:
     # leaves_nothing_behind checks that the detached children are gone.
 
 
-def test_fork_bomb_is_contained(api: Api, app_client: FlaskClient) -> None:
-    outcomes: dict[str, tuple[int, dict[str, object]]] = {}
+def test_fork_bomb_is_held_to_the_process_limit_and_stopped_by_the_cpu_limit(
+    api: Api, app_client: FlaskClient, service: Service
+) -> None:
+    """The bomb fills its jail up to the pids limit, no further; another request is
+    served while it runs; the jail's CPU, counted for all its processes together (a
+    per-process RLIMIT_CPU would never add up), ends it as cpu_limit. A budget of
+    4 s CPU at the jail's 1 CPU gives the neighbour seconds to be served."""
+    outcomes: dict[str, tuple[int, dict[str, Any]]] = {}
 
     def bomb() -> None:
-        outcomes["bomb"] = api.run_file("fork_bomb")
+        outcomes["bomb"] = api.post(
+            {"script": script("fork_bomb"), "cpu_seconds": 4, "timeout_seconds": 8}
+        )
 
     thread = threading.Thread(target=bomb)
-    thread.start()
-    # Another request is served while the bomb runs.
-    neighbour = Api(app_client.application.test_client())
-    assert neighbour.run_file("hello")[0] == 200
-    thread.join()
+    with JailCensus(jail_uid(service.settings)) as census:
+        thread.start()
+        wait_until(lambda: service.executor.running() == 1, "the bomb to be running")
+        neighbour = Api(app_client.application.test_client()).run_file("hello")
+        bomb_still_running = thread.is_alive()
+        thread.join()
+    assert core(neighbour) == (200, {"result": {"hello": "world"}, "stdout": ""})
+    assert bomb_still_running
     status, body = outcomes["bomb"]
-    assert status == 400
-    assert body["kind"] in ("timeout", "cpu_limit")
+    assert (status, body["kind"]) == (400, "cpu_limit")
+    assert body["error"] == "The script used more than its CPU time limit of 4 s."
+    _, peak = census.largest()
+    assert service.settings.max_pids // 2 < peak <= service.settings.max_pids
 
 
 def test_thread_bomb_hits_the_process_limit(api: Api) -> None:
@@ -153,10 +169,15 @@ def test_memory_bomb_in_a_child_process_only_kills_the_child(api: Api) -> None:
     assert body["result"]["child_returncode"] == -9
 
 
-def test_infinite_loop_is_stopped(api: Api) -> None:
-    status, body = api.run_file("infinite_loop")
+def test_infinite_loop_is_stopped_by_the_cpu_limit(api: Api) -> None:
+    """With a CPU limit well below the wall limit, a busy loop meets the CPU limit first."""
+    status, body = api.post(
+        {"script": script("infinite_loop"), "cpu_seconds": 1, "timeout_seconds": 4}
+    )
     assert status == 400
-    assert body["kind"] in ("cpu_limit", "timeout")
+    assert body["kind"] == "cpu_limit"
+    assert body["error"] == "The script used more than its CPU time limit of 1 s."
+    assert body["limits"] == {"timeout_seconds": 4, "cpu_seconds": 1, "memory_mb": 256}
 
 
 def test_cpu_limit_holds_when_sigxcpu_is_ignored(api: Api) -> None:

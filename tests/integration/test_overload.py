@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from pyexec.answers import Outcome
 from pyexec.api import Service
-from tests.support import call, check_schema, script, wait_healthy
+from tests.support import call, check_schema, internals_in, script, wait_healthy, wait_until
 
 
 def test_overload_gets_503_with_retry_after_and_no_lost_request(
@@ -26,7 +26,7 @@ def test_overload_gets_503_with_retry_after_and_no_lost_request(
 
     thread = threading.Thread(target=slow)
     thread.start()
-    time.sleep(0.8)
+    wait_until(lambda: service.executor.running() == 1, "the slow script to be running")
     busy = call(service, {"script": script("hello")})
     thread.join()
     assert busy.status == 503
@@ -59,7 +59,7 @@ def test_memory_budget_bounds_the_sum_of_running_jails(
 
     thread = threading.Thread(target=big)
     thread.start()
-    time.sleep(0.8)
+    wait_until(lambda: service.executor.running() == 1, "the big script to be running")
     second = call(service, {"script": script("hello"), "memory_mb": 512})
     small = call(service, {"script": script("hello")})  # 256 MB still fits
     thread.join()
@@ -67,3 +67,39 @@ def test_memory_budget_bounds_the_sum_of_running_jails(
     assert "768 MB" in second.body["error"]
     assert small.status == 200
     assert answers["big"].status == 200
+
+
+def test_a_full_queue_refuses_at_once_and_the_running_script_still_finishes(
+    make_service: Callable[..., Service],
+) -> None:
+    """No queue at all (PYEXEC_MAX_QUEUE=0): with the one slot taken, a request is
+    refused at once, not after the queue wait (30 s here, so "at once" is plain)."""
+    service = make_service(
+        PYEXEC_MAX_CONCURRENT="1",
+        PYEXEC_MAX_QUEUE="0",
+        PYEXEC_QUEUE_WAIT="30",
+        PYEXEC_POOL_SIZE="0",
+    )
+    wait_healthy(service)
+    answers: dict[str, Outcome] = {}
+
+    def slow() -> None:
+        answers["slow"] = call(service, {"script": script("sleep_two_seconds")})
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    wait_until(lambda: service.executor.running() == 1, "the slow script to be running")
+    started = time.monotonic()
+    refused = call(service, {"script": script("hello")})
+    waited = time.monotonic() - started
+    thread.join()
+    assert refused.status == 503
+    check_schema(503, refused.body)
+    assert refused.body["kind"] == "overloaded"
+    assert "maximum of 1 scripts" in refused.body["error"]
+    assert internals_in(refused.body) == []
+    assert dict(refused.headers)["Retry-After"] == "1"
+    assert waited < service.settings.queue_wait_seconds / 3
+    assert answers["slow"].status == 200
+    check_schema(200, answers["slow"].body)
+    assert answers["slow"].body["result"] == "slept"

@@ -1,0 +1,77 @@
+"""Without usable cgroups the jails fall back to rlimits: RLIMIT_AS for memory,
+RLIMIT_NPROC for processes, RLIMIT_CPU per process, and /healthz says so.
+
+A cgroup root with no controllers in it stands in for a host without cgroups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import pyexec.cgroups
+from pyexec.api import Service
+from pyexec.spawn import REAPER
+from tests.integration.host import JailCensus, jail_populations, jail_uid
+from tests.support import answer_health, call, check_schema, script, wait_healthy
+
+MAX_PIDS = 32
+
+
+@pytest.fixture
+def rlimit_service(
+    make_service: Callable[..., Service], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Service:
+    """A healthy service whose cgroup preparation found no controllers."""
+    monkeypatch.setattr(pyexec.cgroups, "CGROUP_ROOT", tmp_path)
+    service = make_service(
+        PYEXEC_POOL_SIZE="0",
+        PYEXEC_MAX_PIDS=str(MAX_PIDS),
+        PYEXEC_TIMEOUT="3",
+        PYEXEC_CPU_SECONDS="2",
+    )
+    assert service.executor.cgroups.mode == "none"
+    wait_healthy(service)
+    return service
+
+
+def test_healthz_reports_no_cgroups(rlimit_service: Service) -> None:
+    answer = answer_health(rlimit_service)
+    assert answer.status == 200
+    check_schema(200, answer.body, "health")
+    assert answer.body["cgroups"] == "none"
+
+
+def test_hello_runs_without_cgroups(rlimit_service: Service) -> None:
+    answer = call(rlimit_service, {"script": script("hello")})
+    assert (answer.status, answer.body["result"]) == (200, {"hello": "world"})
+    check_schema(200, answer.body)
+
+
+def test_a_memory_bomb_meets_rlimit_as(rlimit_service: Service) -> None:
+    answer = call(rlimit_service, {"script": script("memory_bomb_python")})
+    assert answer.status == 400
+    check_schema(400, answer.body)
+    assert answer.body["kind"] == "memory_limit"
+    assert answer.body["error"] == "The script ran out of memory in main() (MemoryError)."
+
+
+def test_a_fork_bomb_is_held_to_rlimit_nproc_and_stopped_by_the_wall_clock(
+    rlimit_service: Service,
+) -> None:
+    """RLIMIT_NPROC caps the bomb's processes. Nothing counts the CPU of a whole jail
+    without a cgroup, and each process's RLIMIT_CPU is far from spent when the
+    processes share the CPU, so the wall-clock limit is what ends it: timeout."""
+    with JailCensus(jail_uid(rlimit_service.settings)) as census:
+        answer = call(rlimit_service, {"script": script("fork_bomb")})
+    assert answer.status == 400
+    check_schema(400, answer.body)
+    assert answer.body["kind"] == "timeout"
+    namespace, peak = census.largest()
+    assert MAX_PIDS // 2 < peak <= MAX_PIDS
+    assert REAPER.wait_idle(timeout=30)
+    assert jail_populations(jail_uid(rlimit_service.settings)).get(namespace, 0) == 0
+    after = call(rlimit_service, {"script": script("hello")})
+    assert (after.status, after.body["result"]) == (200, {"hello": "world"})

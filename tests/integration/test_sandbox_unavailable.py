@@ -1,0 +1,49 @@
+"""A jail that cannot start when a request comes (the self-test passed long ago): the
+request gets 503 naming the cause and the fix, and the script never runs unjailed."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pyexec.api import Service
+from tests.support import call, check_schema, internals_in, script, wait_healthy
+
+
+def test_a_jail_that_cannot_start_at_request_time_is_503_naming_the_fix(
+    make_service: Callable[..., Service],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    # No pool: the request starts a cold jail, from the settings the pools hold.
+    service = make_service(PYEXEC_POOL_SIZE="0")
+    wait_healthy(service)
+    pools = service.executor.pools
+    missing = "/nonexistent/python"
+    monkeypatch.setattr(
+        pools, "settings", dataclasses.replace(pools.settings, sandbox_python=missing)
+    )
+    marker = tmp_path / "ran-unsandboxed"
+    with caplog.at_level(logging.ERROR, logger="pyexec"):
+        outcome = call(service, {"script": script("write_marker", PATH=str(marker))})
+    assert outcome.status == 503
+    check_schema(503, outcome.body)
+    assert outcome.body == {
+        "error": "The sandbox is not available on this instance, so no script is run "
+        "(scripts only ever run inside the jail): the sandbox's Python environment is "
+        "missing; run `make setup` (or rebuild the image).",
+        "kind": "sandbox_unavailable",
+    }
+    assert internals_in(outcome.body) == []
+    assert "/" not in outcome.body["error"]  # no path of any kind
+    assert dict(outcome.headers)["Retry-After"] == "30"
+    assert not marker.exists()
+    # The operator's log has what the user's answer leaves out.
+    failures = [r.getMessage() for r in caplog.records if "jail start failed" in r.getMessage()]
+    assert len(failures) == 1
+    assert missing in failures[0]

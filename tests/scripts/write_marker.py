@@ -1,0 +1,5 @@
+open("__PATH__", "w").close()
+
+
+def main():
+    return "ran"
