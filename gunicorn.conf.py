@@ -12,11 +12,13 @@ unlimited request line and no graceful-shutdown hook; these settings add:
   Behind Cloud Run the front end absorbs slow clients; exposed directly, put a
   buffering proxy in front;
 - on SIGTERM (Cloud Run's signal): stop accepting, let running scripts finish
-  within PYEXEC_SHUTDOWN_GRACE, then kill every jail (worker_exit below);
+  within PYEXEC_SHUTDOWN_GRACE, then stop the rest (their requests get 503
+  shutting_down) and kill every jail, before gunicorn's own deadline;
 - the app is imported in the worker (no preload), and the sandbox self-test
   starts as soon as the worker is up (post_worker_init).
 """
 
+import math
 import os
 import signal
 import sys
@@ -31,7 +33,10 @@ workers = 1
 worker_class = "gthread"
 threads = _settings.max_concurrent + _settings.max_queue + 128
 timeout = 0
-graceful_timeout = round(_settings.shutdown_grace_seconds)  # Cloud Run kills 10 s after SIGTERM
+# The worker stops scripts that outlive PYEXEC_SHUTDOWN_GRACE itself (and answers
+# them 503); gunicorn's own deadline comes 2 s later. Cloud Run kills 10 s after
+# SIGTERM: the default grace (8 s) fits.
+graceful_timeout = math.ceil(_settings.shutdown_grace_seconds) + 2
 keepalive = 5
 limit_request_line = 8190
 limit_request_fields = 64
@@ -63,7 +68,8 @@ def post_worker_init(worker: Any) -> None:
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """gunicorn has given running requests graceful_timeout: kill and reap every jail."""
+    """The worker is exiting: make sure every jail is killed and reaped (waits for a
+    shutdown that SIGTERM began)."""
     service = _service()
     if service is not None:
         service.executor.shutdown(grace_seconds=0)

@@ -82,8 +82,14 @@ def nsjail_argv(
     preimport: str,
     fds: JailFds,
     prefix: tuple[str, ...] = (),
+    nice_level: int | None = None,
 ) -> list[str]:
-    """The full command: ``prefix`` (e.g. setpriv's death signal), nsjail, the runner."""
+    """The full command: ``prefix`` (e.g. setpriv's death signal), nsjail, the runner.
+
+    ``nice_level`` overrides nsjail.cfg's (the warming jails' low priority) for a
+    jail that a request is already waiting for: nsjail applies it before the runner
+    starts, so nothing of the jail runs at the lower priority.
+    """
     return [
         *prefix,
         settings.nsjail_path,
@@ -97,6 +103,7 @@ def nsjail_argv(
         str(fds.result_w),
         "--time_limit",
         str(backstop_seconds(settings)),
+        *(("--nice_level", str(nice_level)) if nice_level is not None else ()),
         *cgroups.nsjail_args,
         *rlimit_args(settings, cgroups, memory_mb),
         "--",

@@ -80,6 +80,7 @@ class Executor:
         self._active: set[Jail] = set()
         self._active_lock = threading.Lock()
         self._stopped = False
+        self._shutdown_lock = threading.Lock()
 
     def warm_up(self) -> None:
         """Start the self-test, then the pool, in the background; once per process.
@@ -154,20 +155,31 @@ class Executor:
             return len(self._active)
 
     def begin_shutdown(self) -> None:
-        """Stop taking work and stop the pool, without blocking (a signal handler's part)."""
+        """Stop taking work now and run ``shutdown`` (with the configured grace) in the
+        background: a signal handler's part. The scripts still running past the grace
+        are stopped by this process itself, so their requests are answered (503
+        ``shutting_down``) before the server's own deadline kills the process."""
         if self._draining.is_set():
             return
         self._draining.set()
-        threading.Thread(target=self.pools.close, name="pool-close", daemon=True).start()
+        threading.Thread(target=self.shutdown, name="shutdown", daemon=True).start()
 
     def shutdown(self, grace_seconds: float | None = None) -> None:
         """Stop taking work, let running scripts finish within the grace period, then
-        kill every jail (running and pooled) and wait until all are reaped."""
-        if self._stopped:
-            return
-        self._stopped = True
-        self._draining.set()
-        grace = self.settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds
+        kill every jail (running and pooled) and wait until all are reaped.
+
+        A second call waits until the first has finished, so the process does not exit
+        in the middle of one begun by ``begin_shutdown``."""
+        with self._shutdown_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            self._draining.set()
+            self._stop(
+                self.settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds
+            )
+
+    def _stop(self, grace: float) -> None:
         self.pools.close()
         deadline = time.monotonic() + grace
         while self.running() and time.monotonic() < deadline:

@@ -42,8 +42,10 @@ class Jail:
         cgroups: CgroupSupport,
         preimport: str = "",
         memory_mb: int | None = None,
+        nice_level: int | None = None,
     ) -> None:
         self.settings = settings
+        self.nice_level = nice_level  # None: nsjail.cfg's
         self.cgroups = cgroups
         self.preimport = preimport
         self.memory_mb = memory_mb or settings.memory_mb
@@ -67,7 +69,13 @@ class Jail:
         self._log.fd, log_w = os.pipe2(os.O_CLOEXEC)
         fds = JailFds(control_r, result_w, log_w)
         argv = nsjail_argv(
-            self.settings, self.cgroups, self.memory_mb, self.preimport, fds, DEATH_SIGNAL_PREFIX
+            self.settings,
+            self.cgroups,
+            self.memory_mb,
+            self.preimport,
+            fds,
+            DEATH_SIGNAL_PREFIX,
+            self.nice_level,
         )
         try:
             self.proc = LAUNCHER.popen(argv, (control_r, result_w, log_w))

@@ -83,15 +83,17 @@ class JailPools:
             return self.heavy
         return self.light
 
-    def _new_jail(self, pool: _Pool, memory_mb: int | None = None) -> Jail:
-        jail = Jail(self.settings, self.cgroups, pool.preimport, memory_mb)
+    def _new_jail(
+        self, pool: _Pool, memory_mb: int | None = None, nice_level: int | None = None
+    ) -> Jail:
+        jail = Jail(self.settings, self.cgroups, pool.preimport, memory_mb, nice_level)
         jail.start()
         return jail
 
     def cold_jail(self, pool: _Pool, memory_mb: int | None = None) -> Jail:
-        """Start a jail for a waiting request, at running priority; caller closes it."""
-        jail = self._new_jail(pool, memory_mb)
-        jail.set_priority(RUNNING_NICE)
+        """Start a jail for a waiting request, at running priority from its first
+        instruction; the caller closes it."""
+        jail = self._new_jail(pool, memory_mb, RUNNING_NICE)
         try:
             jail.wait_ready(self.settings.startup_timeout_seconds)
         except BaseException:

@@ -132,12 +132,6 @@ def test_a_warm_jail_is_reniced_to_running_priority_when_handed_over(pools: Jail
         jail.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pool.cold_jail renices before wait_ready, when the jail's init does not "
-    "exist yet (and nsjail then gives it nsjail.cfg's nice_level): a script in a cold "
-    "jail runs at the warming jails' priority (19), not at RUNNING_NICE.",
-)
 def test_a_cold_jail_runs_at_running_priority() -> None:
     settings = make_settings(PYEXEC_POOL_SIZE="0")
     pools = JailPools(settings, prepare_cgroups(settings.cgroup_parent))

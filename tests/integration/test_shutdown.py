@@ -13,8 +13,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from pyexec.answers import Outcome
 from pyexec.api import Service
 from pyexec.cgroups import CGROUP_ROOT, CONTROLLERS
@@ -170,14 +168,6 @@ def test_sigterm_leaves_no_jail_behind(live_server: Callable[..., LiveServer]) -
         _remove_cgroup_parent(marker)  # checked by the test below
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="gunicorn.conf.py: the arbiter SIGKILLs the worker graceful_timeout "
-    "(= PYEXEC_SHUTDOWN_GRACE) after SIGTERM, and the worker itself waits that long for "
-    "running requests before worker_exit runs executor.shutdown; so a script that "
-    "outlives the grace is cut by the SIGKILL: no 503, and its jail's cgroups stay "
-    "until the next start's sweep. A race (the worker wins now and then), so not strict.",
-)
 def test_sigterm_answers_a_script_past_the_grace_with_503_and_leaves_no_cgroup(
     live_server: Callable[..., LiveServer],
 ) -> None:

@@ -173,6 +173,16 @@ def test_nsjail_argv_starts_with_nsjail_without_a_prefix_and_passes_an_empty_pre
     assert Path(settings.nsjail_config).name == "nsjail.cfg"
 
 
+def test_a_nice_level_overrides_the_config_s_before_the_cgroup_flags(
+    settings: Settings,
+) -> None:
+    argv = nsjail_argv(settings, NONE, 300, "", FDS, nice_level=10)
+    at = argv.index("--nice_level")
+    assert argv[at + 1] == "10"
+    assert at < argv.index("--")
+    assert "--nice_level" not in nsjail_argv(settings, NONE, 300, "", FDS)
+
+
 def test_the_runner_travels_in_argv_as_the_file_s_own_text() -> None:
     runner_py = Path(__file__).resolve().parents[2] / "pyexec" / "runner.py"
     assert runner_py.read_text(encoding="utf-8") == RUNNER_SOURCE
