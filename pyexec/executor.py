@@ -33,7 +33,18 @@ from pyexec.spawn import DEATH_SIGNAL_PREFIX, REAPER
 
 log = logging.getLogger("pyexec")
 
-SELF_TEST_SCRIPT = "def main():\n    return 6 * 7\n"
+# A real run that also proves the seccomp filter covers the x32 ABI: an x32 getpid
+# must meet the filter's EPERM (a kernel without x32 would say ENOSYS, and a filter
+# without the x32 block would let it through).
+SELF_TEST_SCRIPT = """\
+import ctypes, errno
+
+def main():
+    libc = ctypes.CDLL(None, use_errno=True)
+    x32_getpid = libc.syscall(0x40000000 | 39)
+    return [6 * 7, x32_getpid == -1 and ctypes.get_errno() == errno.EPERM]
+"""
+SELF_TEST_RESULT = [42, True]
 UNAVAILABLE = (
     "The sandbox is not available on this instance, so no script is run "
     "(scripts only ever run inside the jail): {cause}"
@@ -207,8 +218,11 @@ class Executor:
         except (JailStartError, OSError) as exc:
             return Health(False, f"the jail does not start: {exc}", mode)
         outcome = interpret(jail.run(SELF_TEST_SCRIPT), self.settings.max_output_bytes)
-        if outcome.status != 200 or outcome.body.get("result") != 42:
+        result = outcome.body.get("result")
+        if outcome.status != 200 or not isinstance(result, list) or result[:1] != [42]:
             return Health(False, f"the self-test script failed: {outcome.body}", mode)
+        if result != SELF_TEST_RESULT:
+            return Health(False, "an x32 system call was not stopped by seccomp", mode)
         return Health(True, "", mode)
 
     def _test_then_fill(self) -> None:

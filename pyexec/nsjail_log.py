@@ -24,6 +24,11 @@ DIAGNOSES = (
         "container with --privileged.",
     ),
     (
+        ("x32",),
+        "the jail's seccomp filter does not stop x32 system calls on this kernel, so "
+        "its denylist could be bypassed; check the x32 block in nsjail.cfg.",
+    ),
+    (
         ("execve", "No such file or directory"),
         "the sandbox's Python environment is missing; run `make setup` (or rebuild the image).",
     ),

@@ -91,6 +91,9 @@ def first_line(received: bytes | bytearray) -> bytes | None:
 # --- END PROTOCOL ---
 
 SCRIPT_FILENAME = "<script>"
+# Pending signals (and POSIX timers, which reserve one each) are counted per user
+# namespace creator, i.e. against host root: a jail gets this many, not the host's.
+MAX_PENDING_SIGNALS = 256
 MAX_INT = 10**MAX_INT_DIGITS
 MAX_TRACEBACK_FRAMES = 50
 ASYNC_FLAGS = 0x80 | 0x200  # CO_COROUTINE | CO_ASYNC_GENERATOR
@@ -617,6 +620,7 @@ def main() -> None:
     for name in filter(None, preimport.split(",")):
         __import__(name)
     os.set_inheritable(result_fd, False)
+    resource.setrlimit(resource.RLIMIT_SIGPENDING, (MAX_PENDING_SIGNALS, MAX_PENDING_SIGNALS))
     runner_pid = os.getpid()
     ready_usage = resource.getrusage(resource.RUSAGE_SELF)
     _write_all(result_fd, ready_line(_cpu_ms(ready_usage)))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pyexec.api import Service
-from tests.support import call, check_schema, internals_in, script, wait_healthy
+from tests.support import PROJECT_DIR, call, check_schema, internals_in, script, wait_healthy
 
 
 def test_a_jail_that_cannot_start_at_request_time_is_503_naming_the_fix(
@@ -47,3 +47,24 @@ def test_a_jail_that_cannot_start_at_request_time_is_503_naming_the_fix(
     failures = [r.getMessage() for r in caplog.records if "jail start failed" in r.getMessage()]
     assert len(failures) == 1
     assert missing in failures[0]
+
+
+def test_a_filter_without_the_x32_block_means_the_service_refuses_to_run(
+    tmp_path: Path, make_service: Callable[..., Service]
+) -> None:
+    """Without the x32 block an x32 getpid is not met by the filter (on this kernel,
+    which has no x32 ABI, it gets ENOSYS): the self-test fails and nothing runs."""
+    config = (PROJECT_DIR / "nsjail.cfg").read_text()
+    start = config.index("# The x32 ABI")
+    end = config.index('seccomp_string: "}"', start) + len('seccomp_string: "}"')
+    without_x32 = tmp_path / "nsjail.cfg"
+    without_x32.write_text(config[:start] + config[end:])
+    service = make_service(PYEXEC_NSJAIL_CONFIG=str(without_x32), PYEXEC_POOL_SIZE="0")
+    health = service.executor.wait_health(timeout=120)
+    assert health is not None
+    assert not health.ok
+    outcome = call(service, {"script": "def main():\n    return 1\n"})
+    assert outcome.status == 503
+    check_schema(503, outcome.body)
+    assert outcome.body["kind"] == "sandbox_unavailable"
+    assert "x32" in outcome.body["error"]

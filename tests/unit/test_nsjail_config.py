@@ -3,6 +3,7 @@ variants of it)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,23 @@ def test_the_jail_uid_is_the_uidmaps_outside_id(text: str, uid: int | None) -> N
 
 def test_an_empty_config_states_no_isolation() -> None:
     assert read_isolation_facts("") == IsolationFacts(namespaces=(), jail_uid=None, seccomp=False)
+
+
+def x32_denied_numbers(text: str) -> set[int]:
+    """The syscall numbers in the nsjail.cfg block that follows its x32 comment."""
+    block = text[text.index("# The x32 ABI") :]
+    block = block[: block.index('seccomp_string: "}"')]
+    return {int(number, 16) for number in re.findall(r"SYSCALL\[(0x[0-9a-f]+)\]", block)}
+
+
+def test_the_x32_block_denies_every_number_the_x32_table_can_use() -> None:
+    assert x32_denied_numbers(real_config()) == set(range(0x40000000, 0x40000400))
+
+
+def test_the_denylist_covers_the_counters_charged_to_host_root_and_the_newer_calls() -> None:
+    text = real_config()
+    for name in ("inotify_init,", "inotify_init1,", "fanotify_init,", "mq_open,", "modify_ldt,"):
+        assert name in text
+    # memfd_secret, statmount and listmount, by number (newer than nsjail's kafel).
+    assert "SYSCALL[447], SYSCALL[457], SYSCALL[458]" in text
+    assert "rlimit_msgqueue: 0\nrlimit_msgqueue_type: VALUE" in text

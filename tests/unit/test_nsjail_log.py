@@ -115,3 +115,9 @@ def test_diagnose_turns_real_nsjail_errors_into_a_fix(reason: str, cause: str) -
 def test_diagnose_of_anything_else_points_to_the_service_log() -> None:
     assert diagnose("the runner did not report ready: b'Segmentation fault'") == UNKNOWN_CAUSE
     assert diagnose("") == UNKNOWN_CAUSE
+
+
+def test_a_self_test_that_x32_calls_got_past_is_diagnosed_as_such() -> None:
+    sentence = diagnose("an x32 system call was not stopped by seccomp")
+    assert "x32" in sentence
+    assert "nsjail.cfg" in sentence
