@@ -17,5 +17,5 @@ def main():
         "x32 getpid": attempt(X32 | 39),
         "x32 unshare": attempt(X32 | 272, 0x10000000),
         "x32 bpf": attempt(X32 | 321, 0, 0, 0),
-        "x32 last": attempt(X32 | 0x3FF),
+        "x32 last": attempt(X32 | 0x223),
     }
