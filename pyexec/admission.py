@@ -3,8 +3,15 @@
 At most ``max_concurrent`` scripts run at once. A request waits for a slot only
 while fewer than ``max_queue`` others wait, and only for ``queue_wait_seconds``;
 otherwise it is refused at once (503 ``overloaded``), so that the latency of the
-admitted requests stays near normal under overload. The memory limits of running
-jails never add up past ``memory_budget_mb``.
+admitted requests stays near normal under overload.
+
+Memory: a request at or below the default memory limit needs only a slot (the
+instance is sized for ``max_concurrent`` of them). Requests above it together hold
+at most half of ``memory_budget_mb``, so two big requests can never lock the
+default-size ones out.
+
+A ticket is held until the jail is torn down, not until the answer is sent: a jail
+that lingers after its answer still counts.
 """
 
 from __future__ import annotations
@@ -18,6 +25,25 @@ from pyexec.errors import Overloaded
 from pyexec.settings import Settings
 
 
+class Ticket:
+    """A slot (and for a big request, memory) held until ``release``; release is
+    idempotent and may come from any thread."""
+
+    def __init__(self, admission: Admission, memory_mb: int) -> None:
+        self._admission = admission
+        self._memory_mb = memory_mb
+        self._lock = threading.Lock()
+        self._held = True
+
+    def release(self) -> None:
+        """Give the slot and the memory back (once)."""
+        with self._lock:
+            if not self._held:
+                return
+            self._held = False
+        self._admission._give_back(self._memory_mb)
+
+
 class Admission:
     """Slots, queue and memory budget of one instance, under a lock of its own."""
 
@@ -26,26 +52,31 @@ class Admission:
         self.max_queue = settings.max_queue
         self.queue_wait_seconds = settings.queue_wait_seconds
         self.memory_budget_mb = settings.memory_budget_mb
+        self.default_memory_mb = settings.memory_mb
+        self.large_budget_mb = settings.memory_budget_mb // 2
         self._slots = threading.BoundedSemaphore(settings.max_concurrent)
         self._lock = threading.Lock()
         self._waiting = 0
         self._memory = threading.Condition(self._lock)
-        self._memory_used = 0
+        self._large_used = 0
+
+    def acquire(self, memory_mb: int) -> Ticket:
+        """A ticket for one run of ``memory_mb``, or Overloaded."""
+        if not self._take_slot():
+            raise self._overloaded()
+        if not self._reserve_memory(memory_mb):
+            self._slots.release()
+            raise self._overloaded()
+        return Ticket(self, memory_mb)
 
     @contextmanager
     def admit(self, memory_mb: int) -> Iterator[None]:
-        """Hold a slot and ``memory_mb`` of the budget for the block, or raise Overloaded."""
-        if not self._take_slot():
-            raise self._overloaded()
+        """Hold a ticket for the block, or raise Overloaded."""
+        ticket = self.acquire(memory_mb)
         try:
-            if not self._reserve_memory(memory_mb):
-                raise self._overloaded()
-            try:
-                yield
-            finally:
-                self._release_memory(memory_mb)
+            yield
         finally:
-            self._slots.release()
+            ticket.release()
 
     def waiting(self) -> int:
         """How many requests wait for a slot now."""
@@ -65,25 +96,33 @@ class Admission:
             with self._lock:
                 self._waiting -= 1
 
+    def _is_large(self, memory_mb: int) -> bool:
+        return memory_mb > self.default_memory_mb
+
     def _reserve_memory(self, memory_mb: int) -> bool:
-        """Count ``memory_mb`` against the budget, waiting at most queue_wait_seconds."""
+        """Count a big request against half the budget, waiting at most queue_wait_seconds."""
+        if not self._is_large(memory_mb):
+            return True
         deadline = time.monotonic() + self.queue_wait_seconds
         with self._memory:
-            while self._memory_used + memory_mb > self.memory_budget_mb:
+            while self._large_used + memory_mb > self.large_budget_mb:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
                 self._memory.wait(remaining)
-            self._memory_used += memory_mb
+            self._large_used += memory_mb
             return True
 
-    def _release_memory(self, memory_mb: int) -> None:
-        with self._memory:
-            self._memory_used -= memory_mb
-            self._memory.notify_all()
+    def _give_back(self, memory_mb: int) -> None:
+        if self._is_large(memory_mb):
+            with self._memory:
+                self._large_used -= memory_mb
+                self._memory.notify_all()
+        self._slots.release()
 
     def _overloaded(self) -> Overloaded:
         return Overloaded(
             f"The service is running its maximum of {self.max_concurrent} scripts "
-            f"(or {self.memory_budget_mb} MB of jails) at once; retry in a moment."
+            f"(or {self.large_budget_mb} MB of jails above the default "
+            f"{self.default_memory_mb} MB) at once; retry in a moment."
         )

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from pyexec.admission import Admission
+from pyexec.admission import Admission, Ticket
 from pyexec.answers import Outcome
 from pyexec.cgroups import CONTROLLERS, CgroupSupport, prepare_cgroups
 from pyexec.errors import (
@@ -124,8 +124,12 @@ class Executor:
         if self._draining.is_set():
             raise shutting_down()
         self._require_health()
-        with self.admission.admit(limits.memory_mb):
-            return self._run_admitted(script, limits)
+        ticket = self.admission.acquire(limits.memory_mb)
+        try:
+            return self._run_admitted(script, limits, ticket)
+        except BaseException:
+            ticket.release()
+            raise
 
     def _require_health(self) -> None:
         """Wait for the self-test (bounded by how long it can take), or refuse."""
@@ -136,7 +140,9 @@ class Executor:
         if not health.ok:
             raise unavailable(health.reason)
 
-    def _run_admitted(self, script: str, limits: Limits) -> Outcome:
+    def _run_admitted(self, script: str, limits: Limits, ticket: Ticket) -> Outcome:
+        """Run on an admitted ticket, which the jail gives back once it is torn down
+        (a jail that lingers after its answer still holds its slot and memory)."""
         try:
             jail, _warm = self.pools.acquire(script, limits.memory_mb)
         except (JailStartError, OSError) as exc:
@@ -144,6 +150,7 @@ class Executor:
                 raise shutting_down() from None
             log.error("jail start failed: %s", exc)
             raise unavailable(str(exc)) from None
+        jail.on_closed = ticket.release
         with self._active_lock:
             self._active.add(jail)
         try:

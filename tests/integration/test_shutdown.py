@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from pyexec.answers import Outcome
 from pyexec.api import Service
 from pyexec.cgroups import CGROUP_ROOT, CONTROLLERS
@@ -97,13 +99,13 @@ def _niceness(pid: int) -> int | None:
 
 
 def _post_in_background(
-    server: LiveServer, name: str, answers: dict[str, Any]
+    server: LiveServer, name: str, answers: dict[str, Any], key: str = ""
 ) -> threading.Thread:
     def post() -> None:
         try:
-            answers[name] = server.post("/execute", {"script": script(name)}, timeout=30)
+            answers[key or name] = server.post("/execute", {"script": script(name)}, timeout=30)
         except OSError as lost:
-            answers[name] = (None, str(lost))
+            answers[key or name] = (None, str(lost))
 
     thread = threading.Thread(target=post)
     thread.start()
@@ -168,8 +170,9 @@ def test_sigterm_leaves_no_jail_behind(live_server: Callable[..., LiveServer]) -
         _remove_cgroup_parent(marker)  # checked by the test below
 
 
-def test_sigterm_answers_a_script_past_the_grace_with_503_and_leaves_no_cgroup(
-    live_server: Callable[..., LiveServer],
+@pytest.mark.parametrize("in_flight", [1, 3, 8])
+def test_sigterm_answers_every_script_past_the_grace_with_503_and_leaves_no_cgroup(
+    live_server: Callable[..., LiveServer], in_flight: int
 ) -> None:
     marker = f"pyexec-grace-{uuid.uuid4().hex[:8]}"
     watch = JailWatch(marker)
@@ -182,16 +185,22 @@ def test_sigterm_answers_a_script_past_the_grace_with_503_and_leaves_no_cgroup(
     answers: dict[str, Any] = {}
     try:
         _wait_pool(server, {"light": 1, "heavy": 1})
-        thread = _post_in_background(server, "sleep_forever", answers)
-        wait_until(lambda: watch.running() == 1, "the script to be handed to its jail")
+        threads = [
+            _post_in_background(server, "sleep_forever", answers, key=str(index))
+            for index in range(in_flight)
+        ]
+        wait_until(lambda: watch.running() == in_flight, "the scripts to be handed over")
         server.process.send_signal(signal.SIGTERM)
-        thread.join(timeout=30)
+        for thread in threads:
+            thread.join(timeout=30)
         server.process.wait(timeout=30)
         assert watch.wait_gone(timeout=10) == []
     finally:
         left = _remove_cgroup_parent(marker)
-    status, body = answers["sleep_forever"]
-    assert (status, body["kind"]) == (503, "shutting_down")
+    # Every request gets a whole answer: a 503 body that parses and says why.
+    assert sorted(answers) == [str(index) for index in range(in_flight)]
+    for status, body in answers.values():
+        assert (status, body["kind"]) == (503, "shutting_down")
     assert left == []
 
 

@@ -19,7 +19,8 @@ from pyexec.settings import load_settings
 
 EVENT_TIMEOUT = 5.0
 QUEUE_WAIT = 0.2
-BUDGET_MB = 512
+BUDGET_MB = 1024
+LARGE_MB = BUDGET_MB // 2  # what requests above the default memory (64) may hold together
 
 
 def make_admission(queue_wait: float = QUEUE_WAIT) -> Admission:
@@ -137,7 +138,7 @@ def test_the_memory_budget_refuses_a_reservation_that_does_not_fit(
     holders.append(Holder(admission, memory_mb=400))
     assert holders[0].entered()
     started = time.monotonic()
-    with pytest.raises(Overloaded), admission.admit(BUDGET_MB - 400 + 1):
+    with pytest.raises(Overloaded), admission.admit(LARGE_MB - 400 + 1):
         pass
     assert time.monotonic() - started >= QUEUE_WAIT * 0.9
 
@@ -147,16 +148,16 @@ def test_the_memory_budget_admits_a_reservation_that_fits(holders: list[Holder])
     holders.append(Holder(admission, memory_mb=400))
     assert holders[0].entered()
     started = time.monotonic()
-    with admission.admit(BUDGET_MB - 400):
+    with admission.admit(LARGE_MB - 400):
         assert time.monotonic() - started < QUEUE_WAIT
 
 
 def test_a_reservation_waits_for_memory_that_frees(holders: list[Holder]) -> None:
     admission = make_admission(queue_wait=5.0)
-    big = Holder(admission, memory_mb=BUDGET_MB)
+    big = Holder(admission, memory_mb=LARGE_MB)
     holders.append(big)
     assert big.entered()
-    second = Holder(admission, memory_mb=BUDGET_MB)
+    second = Holder(admission, memory_mb=LARGE_MB)
     holders.append(second)
     assert not second.inside.wait(0.05)
     big.release()
@@ -166,22 +167,22 @@ def test_a_reservation_waits_for_memory_that_frees(holders: list[Holder]) -> Non
 def test_slots_and_memory_come_back_when_the_body_raises() -> None:
     admission = make_admission()
     for _ in range(3):  # more than there are slots
-        with pytest.raises(RuntimeError), admission.admit(BUDGET_MB):
+        with pytest.raises(RuntimeError), admission.admit(LARGE_MB):
             raise RuntimeError("the run failed")
     started = time.monotonic()
-    with admission.admit(BUDGET_MB // 2), admission.admit(BUDGET_MB // 2):
+    with admission.admit(LARGE_MB // 2), admission.admit(LARGE_MB // 2):
         assert time.monotonic() - started < QUEUE_WAIT
 
 
 def test_a_memory_refusal_gives_its_slot_back(holders: list[Holder]) -> None:
     admission = make_admission()
-    holders.append(Holder(admission, memory_mb=BUDGET_MB))
+    holders.append(Holder(admission, memory_mb=LARGE_MB))
     assert holders[0].entered()
-    with pytest.raises(Overloaded), admission.admit(1):
+    with pytest.raises(Overloaded), admission.admit(65):
         pass
     holders.pop().release()
     started = time.monotonic()
-    with admission.admit(1), admission.admit(1):
+    with admission.admit(65), admission.admit(65):
         assert time.monotonic() - started < QUEUE_WAIT
 
 
@@ -193,4 +194,38 @@ def test_overloaded_names_the_maximum_and_the_memory_budget(holders: list[Holder
         pass
     assert caught.value.kind == "overloaded"
     assert "maximum of 2 scripts" in caught.value.message
-    assert f"{BUDGET_MB} MB" in caught.value.message
+    assert f"{LARGE_MB} MB" in caught.value.message
+    assert "64 MB" in caught.value.message
+
+
+def test_a_default_size_request_is_never_refused_for_memory_while_a_slot_is_free(
+    holders: list[Holder],
+) -> None:
+    admission = make_admission()
+    holders.append(Holder(admission, memory_mb=LARGE_MB))  # all the big requests' half
+    assert holders[0].entered()
+    started = time.monotonic()
+    with admission.admit(64):
+        assert time.monotonic() - started < QUEUE_WAIT
+
+
+def test_big_requests_together_hold_at_most_half_the_budget(holders: list[Holder]) -> None:
+    admission = make_admission()
+    holders.append(Holder(admission, memory_mb=LARGE_MB // 2 + 1))
+    assert holders[0].entered()
+    with pytest.raises(Overloaded), admission.admit(LARGE_MB // 2):
+        pass
+
+
+def test_a_ticket_holds_its_slot_until_released_from_another_thread() -> None:
+    admission = make_admission()
+    tickets = [admission.acquire(LARGE_MB), admission.acquire(64)]
+    with pytest.raises(Overloaded), admission.admit(64):
+        pass  # both slots are held
+    releaser = threading.Thread(target=tickets[0].release)
+    releaser.start()
+    releaser.join()
+    tickets[0].release()  # a second release changes nothing
+    with admission.admit(LARGE_MB), pytest.raises(Overloaded), admission.admit(64):
+        pass
+    tickets[1].release()

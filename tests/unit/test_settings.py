@@ -145,24 +145,26 @@ def test_a_default_equal_to_its_cap_is_accepted(default: str, cap: str) -> None:
     assert getattr(settings, _FIELDS[default][0]) == getattr(settings, _FIELDS[cap][0])
 
 
-def test_a_largest_jail_above_the_memory_budget_fails() -> None:
+def test_a_largest_jail_above_half_the_memory_budget_fails() -> None:
     with pytest.raises(SettingsError) as caught:
-        load_settings({"PYEXEC_MAX_MEMORY_MB": "1024", "PYEXEC_MEMORY_BUDGET_MB": "1023"})
+        load_settings({"PYEXEC_MAX_MEMORY_MB": "1024", "PYEXEC_MEMORY_BUDGET_MB": "2047"})
     message = str(caught.value)
-    assert message.startswith("PYEXEC_MAX_MEMORY_MB must not be above PYEXEC_MEMORY_BUDGET_MB")
-    assert "1023" in message
+    assert message.startswith(
+        "PYEXEC_MAX_MEMORY_MB must not be above half of PYEXEC_MEMORY_BUDGET_MB"
+    )
+    assert "2047" in message
 
 
-def test_a_largest_jail_equal_to_the_memory_budget_is_accepted() -> None:
-    settings = load_settings({"PYEXEC_MAX_MEMORY_MB": "1024", "PYEXEC_MEMORY_BUDGET_MB": "1024"})
-    assert settings.memory_budget_mb == 1024
+def test_a_largest_jail_equal_to_half_the_memory_budget_is_accepted() -> None:
+    settings = load_settings({"PYEXEC_MAX_MEMORY_MB": "1024", "PYEXEC_MEMORY_BUDGET_MB": "2048"})
+    assert settings.memory_budget_mb == 2048
 
 
 @pytest.mark.parametrize(
     ("environ", "budget"),
     [
-        ({}, max(8 * 256, 1024)),
-        ({"PYEXEC_MAX_CONCURRENT": "2"}, 1024),  # the largest jail wins
+        ({}, max(8 * 256, 2 * 1024)),
+        ({"PYEXEC_MAX_CONCURRENT": "2"}, 2048),  # twice the largest jail wins
         ({"PYEXEC_MAX_CONCURRENT": "16", "PYEXEC_MEMORY_MB": "512"}, 16 * 512),
         (
             {
@@ -170,14 +172,14 @@ def test_a_largest_jail_equal_to_the_memory_budget_is_accepted() -> None:
                 "PYEXEC_MEMORY_MB": "100",
                 "PYEXEC_MAX_MEMORY_MB": "200",
             },
-            300,
+            400,
         ),
-        ({"PYEXEC_MEMORY_BUDGET_MB": "0", "PYEXEC_MAX_CONCURRENT": "4"}, 1024),
+        ({"PYEXEC_MEMORY_BUDGET_MB": "0", "PYEXEC_MAX_CONCURRENT": "4"}, 2048),
         ({"PYEXEC_MEMORY_BUDGET_MB": "3000"}, 3000),
     ],
     ids=["defaults", "few slots", "many slots", "small jails", "explicit 0", "explicit"],
 )
-def test_the_memory_budget_defaults_to_the_larger_of_all_slots_and_the_largest_jail(
+def test_the_memory_budget_defaults_to_the_larger_of_all_slots_and_twice_the_largest_jail(
     environ: dict[str, str], budget: int
 ) -> None:
     assert load_settings(environ).memory_budget_mb == budget
