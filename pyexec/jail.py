@@ -226,11 +226,11 @@ class Jail:
                 if remaining <= 0:
                     record.timed_out = True
                     break
-                if meter.counting:
-                    used = meter.used_ms()
-                    if used is not None and used >= cpu_budget_ms:
-                        record.cpu_exceeded = True
-                        break
+                if self._over_cpu(meter, cpu_budget_ms):
+                    record.cpu_exceeded = True
+                    break
+                if self.init_pid is not None:
+                    self._sample_peak(record)
                     remaining = min(remaining, CPU_POLL_SECONDS)
                 pipes.pump(remaining)
                 if stdout.truncated or self._result.truncated:
@@ -250,11 +250,32 @@ class Jail:
         record.report, record.report_truncated = bytes(self._result.data), self._result.truncated
         return reported
 
+    @staticmethod
+    def _over_cpu(meter: CpuMeter, budget_ms: float) -> bool:
+        """True once the whole jail has used its CPU budget (when it can be counted)."""
+        used = meter.used_ms()
+        return used is not None and used >= budget_ms
+
+    def _sample_peak(self, record: RunRecord) -> None:
+        """Keep the jail's peak memory as seen now: a run that is killed may take its
+        cgroup with it before the end of the run can read it."""
+        assert self.init_pid is not None
+        if self.cgroups.enforced:
+            peak = self.cgroups.memory_peak(self.init_pid)
+            if peak is not None:
+                record.cgroup_peak_bytes = max(peak, record.cgroup_peak_bytes or 0)
+            return
+        hwm = _vm_hwm_bytes(self.init_pid)
+        if hwm is not None:
+            record.init_peak_bytes = max(hwm, record.init_peak_bytes or 0)
+
     def _measure(self, record: RunRecord, meter: CpuMeter) -> None:
         """The jail's cgroup figures, read before teardown removes the cgroup."""
-        if self.init_pid is None or not self.cgroups.enforced:
+        if self.init_pid is None:
             return
-        record.cgroup_peak_bytes = self.cgroups.memory_peak(self.init_pid)
+        self._sample_peak(record)
+        if not self.cgroups.enforced:
+            return
         used = meter.used_ms()
         if used is not None:
             record.cgroup_cpu_ms = max(0.0, used)
@@ -267,7 +288,8 @@ class Jail:
             self.terminate()
         usage = self._reap(grace=2.0)
         record.cpu_seconds = usage.ru_utime + usage.ru_stime
-        record.max_rss_bytes = usage.ru_maxrss * 1024
+        if self.init_pid is not None and self.cgroups.enforced:
+            self._sample_peak(record)  # an OOM-killed jail's cgroup outlives it a while
         record.exit_code = self.proc.returncode
         self._log.drain(block=True)
         ended = nsjail_log.ending(bytes(self._log.data))
@@ -348,3 +370,15 @@ class Jail:
         if any(directory.exists() for directory in self.cgroups.jail_dirs(pid)):
             # Memory is uncharged asynchronously after an OOM kill: keep trying.
             REAPER.call(functools.partial(self.cgroups.remove_jail, pid))
+
+
+def _vm_hwm_bytes(pid: int) -> int | None:
+    """A process's peak resident set (VmHWM) from /proc, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

@@ -171,7 +171,8 @@ def _script_cpu_ms(record: RunRecord) -> float:
 
 
 def _usage(record: RunRecord, report: dict[str, Any] | None) -> dict[str, float]:
-    """Wall time from our clock; CPU and peak memory from the runner or from wait4."""
+    """Wall time from our clock; CPU and peak memory from the jail's cgroup, else the
+    runner's report, else nsjail's CPU less the warm-up and the init's sampled peak."""
     usage: dict[str, float] = {"wall_time_ms": round(record.wall_seconds * 1000, 3)}
     reported = report.get("usage") if report is not None else None
     if isinstance(reported, dict) and all(
@@ -184,7 +185,7 @@ def _usage(record: RunRecord, report: dict[str, Any] | None) -> dict[str, float]
         usage["peak_memory_bytes"] = int(reported["peak_memory_bytes"])
     else:
         usage["cpu_time_ms"] = round(_script_cpu_ms(record), 3)
-        usage["peak_memory_bytes"] = record.max_rss_bytes
+        usage["peak_memory_bytes"] = record.init_peak_bytes or 0
     # The jail's cgroup saw every process of the jail and cannot be forged by the
     # script: its figures win where it has them.
     if record.cgroup_cpu_ms is not None:

@@ -19,8 +19,9 @@ class RunRecord:
     report_truncated: bool = False
     timed_out: bool = False
     exit_code: int | None = None
+    # nsjail's rusage: CPU of the whole jail (nsjail included). Its ru_maxrss is not
+    # kept: it carries the service's own size from before the exec.
     cpu_seconds: float = 0.0
-    max_rss_bytes: int = 0
     startup_cpu_ms: float = 0.0
     # How the jail's init ended, from nsjail's own log: a signal name or an exit
     # status (the exit code alone cannot tell os._exit(137) from SIGKILL).
@@ -29,6 +30,9 @@ class RunRecord:
     oom_killed: bool | None = None
     # From the jail's cgroup when readable (None otherwise): trusted figures.
     cgroup_peak_bytes: int | None = None
+    # Without cgroups: the jail's init's peak RSS (VmHWM), as last sampled during the
+    # run; it never includes the service.
+    init_peak_bytes: int | None = None
     cgroup_cpu_ms: float | None = None
     cpu_exceeded: bool = False  # the jail as a whole used more than its CPU limit
     wall_seconds: float = 0.0

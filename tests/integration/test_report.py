@@ -3,6 +3,7 @@ and per-request limits within the server's maxima."""
 
 from __future__ import annotations
 
+import resource
 from typing import Any
 
 import pytest
@@ -110,3 +111,22 @@ def test_limits_over_the_maximum_or_malformed_are_400(
     assert body["field"] == field
     if "at most" in message:
         assert body["maximum"] == float(message.rsplit(" ", 1)[1].rstrip("."))
+
+
+@pytest.mark.parametrize("name", ["segfault", "os_exit"])
+def test_the_peak_memory_of_a_run_that_died_is_the_jail_s_never_the_service_s(
+    api: Api, name: str
+) -> None:
+    """nsjail's own rusage carries the service's size from before the exec; a run that
+    ends without the runner's report must not show it."""
+    status, body = api.run_file(name)
+    assert status == 400
+    service_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    assert 0 < body["usage"]["peak_memory_bytes"] < min(32 * 1024 * 1024, service_bytes)
+
+
+def test_the_peak_memory_of_an_oom_killed_run_is_near_its_limit_not_above(api: Api) -> None:
+    status, body = api.run_file("memory_bomb_python")
+    assert (status, body["kind"]) == (400, "memory_limit")
+    limit = body["limits"]["memory_mb"] * 1024 * 1024
+    assert limit // 2 < body["usage"]["peak_memory_bytes"] <= limit

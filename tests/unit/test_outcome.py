@@ -489,7 +489,7 @@ def test_the_cgroup_s_figures_win_over_the_reported_ones() -> None:
         cgroup_cpu_ms=123.4567,
         cgroup_peak_bytes=4096,
         cpu_seconds=9.0,
-        max_rss_bytes=999,
+        init_peak_bytes=999,
     )
     assert outcome.body["usage"] == {
         "wall_time_ms": 1234.568,
@@ -538,7 +538,7 @@ def test_reported_usage_that_is_not_plausible_is_ignored_for_rusage_less_the_war
         report=line({"status": "ok", "result": 1, "usage": usage}),
         cpu_seconds=0.75,
         startup_cpu_ms=250.0,
-        max_rss_bytes=3 * 1024 * 1024,
+        init_peak_bytes=3 * 1024 * 1024,
     )
     assert outcome.body["usage"] == {
         "wall_time_ms": 0.0,
