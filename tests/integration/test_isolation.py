@@ -7,6 +7,7 @@ uid or nsjail is alive, and the service still answers a normal request.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -275,3 +276,13 @@ def test_concurrent_requests_each_get_their_own_result(app_client: FlaskClient) 
             200,
             {"result": {"token": f"t{index}", "files": ["token"]}, "stdout": f"t{index}"},
         )
+
+
+def test_host_wide_figures_read_as_empty_and_the_cpus_are_still_counted(api: Api) -> None:
+    status, body = api.run_file("host_figures")
+    assert status == 200, body
+    result = body["result"]
+    assert {path: text for path, text in result["files"].items() if text} == {}
+    assert len(result["files"]) == 11
+    assert result["cpu_count"] == os.cpu_count()
+    assert result["affinity"] == len(os.sched_getaffinity(0))
