@@ -141,7 +141,7 @@ class Executor:
             raise unavailable(health.reason)
 
     def _run_admitted(self, script: str, limits: Limits, ticket: Ticket) -> Outcome:
-        """Run on an admitted ticket, which the jail gives back once it is torn down
+        """Run on an admitted ticket, which the jail gives back once nsjail is reaped
         (a jail that lingers after its answer still holds its slot and memory)."""
         try:
             jail, _warm = self.pools.acquire(script, limits.memory_mb)
@@ -150,7 +150,7 @@ class Executor:
                 raise shutting_down() from None
             log.error("jail start failed: %s", exc)
             raise unavailable(str(exc)) from None
-        jail.on_closed = ticket.release
+        jail.on_reaped = ticket.release
         with self._active_lock:
             self._active.add(jail)
         try:

@@ -47,8 +47,9 @@ class Jail:
     ) -> None:
         self.settings = settings
         self.nice_level = nice_level  # None: nsjail.cfg's
-        # Called once the jail is torn down (the executor gives back its admission).
-        self.on_closed: Callable[[], None] | None = None
+        # Called once nsjail is reaped, i.e. nothing of the jail runs any more (the
+        # executor gives back its admission ticket); at the latest by close().
+        self.on_reaped: Callable[[], None] | None = None
         self.cgroups = cgroups
         self.preimport = preimport
         self.memory_mb = memory_mb or settings.memory_mb
@@ -331,9 +332,14 @@ class Jail:
             if self._control_w >= 0:
                 os.close(self._control_w)
                 self._control_w = -1
-            on_closed, self.on_closed = self.on_closed, None
-        if on_closed is not None:
-            on_closed()
+        self._notify_reaped()
+
+    def _notify_reaped(self) -> None:
+        """Call ``on_reaped`` once."""
+        with self._close_lock:
+            on_reaped, self.on_reaped = self.on_reaped, None
+        if on_reaped is not None:
+            on_reaped()
 
     def _reap(self, grace: float) -> resource.struct_rusage:
         """Wait for nsjail; after ``grace`` s stop it, and SIGKILL it 5 s later
@@ -346,6 +352,7 @@ class Jail:
             done, status, usage = os.wait4(pid, os.WNOHANG)
             if done:
                 self.proc.returncode = os.waitstatus_to_exitcode(status)
+                self._notify_reaped()
                 return usage
             waited = time.monotonic() - start
             if stage == 0 and waited >= grace:
