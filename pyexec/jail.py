@@ -231,7 +231,7 @@ class Jail:
                     record.cpu_exceeded = True
                     break
                 if self.init_pid is not None:
-                    self._sample_peak(record)
+                    self._sample(record)
                     remaining = min(remaining, CPU_POLL_SECONDS)
                 pipes.pump(remaining)
                 if stdout.truncated or self._result.truncated:
@@ -256,6 +256,15 @@ class Jail:
         """True once the whole jail has used its CPU budget (when it can be counted)."""
         used = meter.used_ms()
         return used is not None and used >= budget_ms
+
+    def _sample(self, record: RunRecord) -> None:
+        """What the jail may take with it when it is killed: its peak memory, and the
+        CPU limit its init runs under."""
+        assert self.init_pid is not None
+        self._sample_peak(record)
+        hard = _cpu_rlimit_seconds(self.init_pid)
+        if hard is not None:
+            record.init_cpu_rlimit_seconds = min(hard, record.init_cpu_rlimit_seconds or hard)
 
     def _sample_peak(self, record: RunRecord) -> None:
         """Keep the jail's peak memory as seen now: a run that is killed may take its
@@ -387,5 +396,18 @@ def _vm_hwm_bytes(pid: int) -> int | None:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _cpu_rlimit_seconds(pid: int) -> int | None:
+    """A process's hard RLIMIT_CPU in seconds from /proc (None: unlimited or gone)."""
+    try:
+        with open(f"/proc/{pid}/limits", encoding="ascii", errors="replace") as limits:
+            for line in limits:
+                if line.startswith("Max cpu time"):
+                    hard = line.split()[4]
+                    return int(hard) if hard.isdigit() else None
+    except (OSError, IndexError):
         return None
     return None

@@ -132,6 +132,13 @@ def _without_report(record: RunRecord, limits: Limits) -> tuple[str, str, dict[s
     still readable, settles which.
     """
     signal_name, status = _ending(record)
+    own_limit = _own_cpu_limit(record, limits)
+    if signal_name in ("SIGKILL", "SIGXCPU") and own_limit is not None:
+        return (
+            "cpu_limit",
+            f"The script lowered its own CPU time limit to {own_limit} s and used it up.",
+            {"signal": signal_name},
+        )
     cpu_used = _script_cpu_ms(record) / 1000
     over_cpu = cpu_used >= limits.cpu_seconds - 0.5
     if signal_name == "SIGXCPU" or (
@@ -160,6 +167,17 @@ def _without_report(record: RunRecord, limits: Limits) -> tuple[str, str, dict[s
         f"The script's process exited with code {status} before main() returned a result.",
         {"exit_code": status},
     )
+
+
+def _own_cpu_limit(record: RunRecord, limits: Limits) -> int | None:
+    """The CPU limit the script set for itself, when it lowered the one the runner set
+    at the hand-over (the CPU used so far, rounded up, plus the run's limit), and the
+    kernel did not kill it for memory."""
+    own = record.init_cpu_rlimit_seconds
+    set_by_runner = math.ceil(record.startup_cpu_ms / 1000) + limits.cpu_seconds
+    if own is None or own >= set_by_runner - 1 or record.oom_killed is True:
+        return None
+    return own
 
 
 def _script_cpu_ms(record: RunRecord) -> float:

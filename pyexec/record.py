@@ -33,6 +33,9 @@ class RunRecord:
     # Without cgroups: the jail's init's peak RSS (VmHWM), as last sampled during the
     # run; it never includes the service.
     init_peak_bytes: int | None = None
+    # The lowest hard RLIMIT_CPU of the jail's init seen during the run (seconds): a
+    # script that lowers it and is killed for it must not look like an OOM kill.
+    init_cpu_rlimit_seconds: int | None = None
     cgroup_cpu_ms: float | None = None
     cpu_exceeded: bool = False  # the jail as a whole used more than its CPU limit
     wall_seconds: float = 0.0

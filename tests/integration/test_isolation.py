@@ -286,3 +286,10 @@ def test_host_wide_figures_read_as_empty_and_the_cpus_are_still_counted(api: Api
     assert len(result["files"]) == 11
     assert result["cpu_count"] == os.cpu_count()
     assert result["affinity"] == len(os.sched_getaffinity(0))
+
+
+def test_a_script_that_lowers_its_own_cpu_limit_is_cpu_limit_not_memory(api: Api) -> None:
+    status, body = api.run_file("own_cpu_rlimit")
+    assert (status, body["kind"]) == (400, "cpu_limit")
+    assert body["error"] == "The script lowered its own CPU time limit to 1 s and used it up."
+    assert body["signal"] == "SIGKILL"

@@ -556,3 +556,31 @@ def test_reported_usage_just_under_two_to_the_53_is_taken() -> None:
 def test_rusage_less_a_larger_warm_up_is_zero_cpu_not_negative() -> None:
     outcome = answer(exit_status=0, cpu_seconds=0.1, startup_cpu_ms=500.0)
     assert outcome.body["usage"]["cpu_time_ms"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("rlimit", "oom", "kind"),
+    [
+        (1, None, "cpu_limit"),  # lowered by the script: its own limit, not memory
+        (1, False, "cpu_limit"),
+        (1, True, "memory_limit"),  # the cgroup says OOM: that wins
+        (3, None, "memory_limit"),  # the runner's own limit (1 + 2 s): not lowered
+        (None, None, "memory_limit"),
+    ],
+    ids=["lowered", "lowered, no OOM", "lowered but OOM", "runner's own", "unknown"],
+)
+def test_a_sigkill_under_a_cpu_limit_the_script_lowered_itself_is_cpu_limit(
+    rlimit: int | None, oom: bool | None, kind: str
+) -> None:
+    outcome = interpret(
+        RunRecord(
+            limits=Limits(timeout_seconds=4.0, cpu_seconds=2, memory_mb=256),
+            startup_cpu_ms=15.0,
+            exit_code=137,
+            exit_signal="SIGKILL",
+            oom_killed=oom,
+            init_cpu_rlimit_seconds=rlimit,
+        ),
+        1 << 20,
+    )
+    assert (outcome.status, outcome.body["kind"]) == (400, kind)
