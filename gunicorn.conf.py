@@ -5,12 +5,16 @@
 functions-framework's own CLI runs the same app under gunicorn but with an
 unlimited request line and no graceful-shutdown hook; these settings add:
 - bounded request lines and headers (a 16 MB request line costs minutes of CPU);
+- gunicorn's gthread worker, but answering the requests gunicorn refuses itself
+  (a malformed request line or header, 414, 431, ...) with JSON of the error
+  schema instead of HTML (pyexec/gunicorn_worker.py);
 - threads = the admitted scripts + those waiting for a slot + 128 more, so that
   requests past both reach the admission check and get a quick 503 instead of
-  queueing unseen inside gunicorn, and a client that stalls mid-body holds a
-  thread for at most 10 s (pyexec/bodylimit.py) while /healthz still finds one.
-  Behind Cloud Run the front end absorbs slow clients; exposed directly, put a
-  buffering proxy in front;
+  queueing unseen inside gunicorn; a slow client holds a thread only until its
+  body's or its answer's deadline (PYEXEC_BODY_TIMEOUT and PYEXEC_BODY_MIN_RATE,
+  pyexec/bodylimit.py), while /healthz still finds one. Half-sent headers are
+  gunicorn's to bound (not yet: see docs/operations.md); behind Cloud Run the front
+  end absorbs them, exposed directly put a buffering proxy in front;
 - on SIGTERM (Cloud Run's signal): stop accepting, let running scripts finish
   within PYEXEC_SHUTDOWN_GRACE, then stop the rest (their requests get 503
   shutting_down) and kill every jail, before gunicorn's own deadline;
@@ -30,7 +34,8 @@ _settings = load_settings()
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"  # noqa: S104
 workers = 1
-worker_class = "gthread"
+# gthread, with gunicorn's own error answers in JSON (pyexec/gunicorn_worker.py).
+worker_class = "pyexec.gunicorn_worker.JsonThreadWorker"
 threads = _settings.max_concurrent + _settings.max_queue + 128
 timeout = 0
 # The worker stops scripts that outlive PYEXEC_SHUTDOWN_GRACE itself (and answers

@@ -22,6 +22,11 @@ The script must define ``main()``; it runs once in a fresh nsjail jail.
   415 ``unsupported_media_type``,
   503 ``overloaded`` / ``shutting_down`` / ``starting`` / ``sandbox_unavailable``
   (with ``Retry-After``), 500 ``internal_error`` only for a fault of the service itself.
+- Refused by gunicorn before the app runs (pyexec/gunicorn_worker.py), in JSON too, and
+  the connection closes: 400 ``bad_request`` (a malformed request line, header or
+  chunked body), 414 ``uri_too_long`` (request line over 8190 bytes),
+  431 ``headers_too_large`` (over 64 header fields, or one over 8190 bytes),
+  417 ``expectation_failed``, 501 ``unsupported_transfer_coding``, 403 ``forbidden``.
 
 (tests/unit/test_answers.py keeps this list equal to the kinds of schemas/error.schema.json.)
 
@@ -70,7 +75,10 @@ ROUTES = {
 # (pyexec/bodylimit.py). functions-framework executes this module inside its Flask
 # app's context.
 flask.current_app.wsgi_app = BodyLimit(  # type: ignore[method-assign]
-    flask.current_app.wsgi_app, SETTINGS.max_body_bytes, SETTINGS.body_timeout_seconds
+    flask.current_app.wsgi_app,
+    SETTINGS.max_body_bytes,
+    SETTINGS.body_timeout_seconds,
+    SETTINGS.body_min_rate,
 )
 
 

@@ -11,6 +11,7 @@ import atexit
 import hmac
 import json
 import logging
+import math
 import time
 import uuid
 from typing import Any
@@ -137,9 +138,15 @@ class Service:
 
 
 def _parse_json(raw: bytes) -> Any:
-    """The request body as JSON, or InvalidJson saying where it broke."""
+    """The request body as JSON, or InvalidJson saying where it broke.
+
+    Python's parser also takes NaN, Infinity and -Infinity, and reads 1e999 as
+    infinity. None of them is JSON, and every schema comparison with NaN is false
+    (a NaN limit would pass the request schema and reach the jail), so each is
+    refused here, before anything else looks at the body.
+    """
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:
         raise InvalidJson("The request body is nested too deeply.") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -149,3 +156,22 @@ def _parse_json(raw: bytes) -> Any:
             else ""
         )
         raise InvalidJson(f"The request body is not valid JSON{where}.") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    """json.loads calls this for NaN, Infinity and -Infinity: refuse each by name
+    (InvalidJson is no ValueError, so it passes through the parser unchanged)."""
+    raise InvalidJson(f"The request body contains {name}, which is not JSON.")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number with a fraction or exponent; one too large for a float would be
+    infinity, so it is refused, named (cut: a number can be as long as the body)."""
+    value = float(text)
+    if math.isinf(value):
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise InvalidJson(
+            f"The request body contains the number {shown}, which is too large "
+            "(it would be Infinity, which is not JSON)."
+        )
+    return value

@@ -57,6 +57,11 @@ def _errors(*statuses: int) -> dict[str, Any]:
         "408": "The request body did not arrive in time.",
         "413": "The body is over the size limit (refused before it is read).",
         "415": "The body is not JSON.",
+        "403": "Refused by the HTTP server itself (a proxy or TLS request it does not take).",
+        "414": "The request line is longer than the server takes.",
+        "417": "An Expect header other than 100-continue.",
+        "431": "Too many header fields, or one too long.",
+        "501": "A transfer coding the server does not support.",
         "500": "A fault of the service itself; no internals in the body.",
         "503": "Not now: overloaded, shutting_down, starting (the self-test still runs) or "
         "sandbox_unavailable (nothing runs here); Retry-After says when to retry.",
@@ -91,7 +96,9 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     },
                     "responses": {
                         "200": _answer("main() returned a JSON value.", "success"),
-                        **_errors(400, 401, 404, 405, 408, 413, 415, 500, 503),
+                        **_errors(
+                            400, 401, 403, 404, 405, 408, 413, 414, 415, 417, 431, 500, 501, 503
+                        ),
                     },
                 }
             },

@@ -10,6 +10,7 @@ from typing import Any
 from pyexec.answers import Outcome, error
 from pyexec.protocol import MAX_INT_DIGITS, first_line
 from pyexec.record import RunRecord
+from pyexec.runner import MAX_TRACEBACK_FRAMES
 from pyexec.schemas import load_schema, validator
 from pyexec.settings import Limits
 
@@ -47,6 +48,13 @@ REPORT_FIELDS = frozenset(
         "limit_bytes",
     }
 )
+# The runner's own caps on the report fields it cuts (runner.py; characters of the
+# decoded JSON). tests/unit/test_outcome.py pins each to what the runner writes.
+# Other strings (the error sentence, a path, a type name, a frame's file, function
+# and code) are not cut by the runner: the result channel's cap bounds them.
+MAX_FIELD_CHARS = {"code": 500, "traceback_text": 20_000}
+MAX_EXCEPTION_CHARS = {"type": 200, "message": 2_000}
+FRAME_KEYS = frozenset({"file", "line", "function", "code"})
 _SCHEMAS = {True: validator(load_schema("success")), False: validator(load_schema("error"))}
 
 
@@ -78,9 +86,50 @@ def _parse_report(record: RunRecord) -> dict[str, Any] | None:
         and isinstance(kind, str)
         and kind in RUNNER_KINDS
         and isinstance(report.get("error"), str)
+        and all(_fits(name, report[name]) for name in REPORT_FIELDS if name in report)
     ):
         return report
     return None
+
+
+def _fits(name: str, value: Any) -> bool:
+    """Whether a report field is within the runner's caps and of the shape it writes.
+
+    Checked before the answer's schema validation, whose cost grows with every item
+    it walks (20,000 forged frames cost the service half a second of CPU) and which
+    has no length limits. What is checked here costs at most MAX_TRACEBACK_FRAMES
+    small objects, so a forged error report costs no more than an honest one; its
+    size is already bounded by the result channel's cap, as an honest result is.
+    """
+    if name == "exception":
+        return (
+            isinstance(value, dict)
+            and value.keys() == MAX_EXCEPTION_CHARS.keys()
+            and all(_is_scalar(value[key], cap) for key, cap in MAX_EXCEPTION_CHARS.items())
+        )
+    if name == "traceback":
+        return (
+            isinstance(value, list)
+            and len(value) <= MAX_TRACEBACK_FRAMES
+            and all(_is_frame(frame) for frame in value)
+        )
+    return _is_scalar(value, MAX_FIELD_CHARS.get(name))
+
+
+def _is_frame(frame: Any) -> bool:
+    """A traceback item as the runner writes it: exactly its four scalar fields."""
+    return (
+        isinstance(frame, dict)
+        and frame.keys() == FRAME_KEYS
+        and all(_is_scalar(value, None) for value in frame.values())
+    )
+
+
+def _is_scalar(value: Any, max_chars: int | None) -> bool:
+    """A JSON scalar (nothing nested), and a string no longer than ``max_chars``."""
+    if isinstance(value, str):
+        return max_chars is None or len(value) <= max_chars
+    return value is None or isinstance(value, (bool, int, float))
 
 
 def _no_constants(name: str) -> Any:

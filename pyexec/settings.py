@@ -37,6 +37,7 @@ class Settings:
     max_script_chars: int = 100_000
     max_body_bytes: int = 256 * 1024
     body_timeout_seconds: float = 10.0
+    body_min_rate: int = 64 * 1024
     max_output_bytes: int = 1024 * 1024
     max_result_bytes: int = 1024 * 1024
     startup_timeout_seconds: float = 30.0
@@ -88,6 +89,7 @@ _FIELDS: dict[str, tuple[str, type, float, float]] = {
     "PYEXEC_MAX_SCRIPT_CHARS": ("max_script_chars", int, 1, 10_000_000),
     "PYEXEC_MAX_BODY_BYTES": ("max_body_bytes", int, 1024, 64 * 1024 * 1024),
     "PYEXEC_BODY_TIMEOUT": ("body_timeout_seconds", float, 0.1, 600),
+    "PYEXEC_BODY_MIN_RATE": ("body_min_rate", int, 1024, 1024 * 1024 * 1024),
     "PYEXEC_MAX_OUTPUT_BYTES": ("max_output_bytes", int, 1024, 64 * 1024 * 1024),
     "PYEXEC_MAX_RESULT_BYTES": ("max_result_bytes", int, 1024, 64 * 1024 * 1024),
     "PYEXEC_STARTUP_TIMEOUT": ("startup_timeout_seconds", float, 1, 600),

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import threading
+import time
 import urllib.request
 from collections.abc import Callable
 
@@ -41,3 +44,117 @@ def test_a_stalled_body_gets_408_and_does_not_block_others(
         answer_body = json.loads(body)
         check_schema(408, answer_body)
         assert answer_body["kind"] == "request_timeout"
+
+
+ATTACKERS = 64
+HELLO = {"script": "def main():\n    return 'hello'\n"}
+
+
+def _read_reply(sock: socket.socket, timeout: float) -> tuple[bytes, bool]:
+    """What the server sends within ``timeout``, and whether it closed the connection."""
+    sock.settimeout(timeout)
+    reply = b""
+    try:
+        while chunk := sock.recv(65536):
+            reply += chunk
+    except TimeoutError:
+        return reply, False
+    except ConnectionError:
+        return reply, True
+    return reply, True
+
+
+def _still_serving(server: LiveServer) -> None:
+    """/healthz within 2 s and a hello script's 200 within 5 s, while under attack."""
+    started = time.monotonic()
+    assert server.get("/healthz", timeout=2)[0] == 200
+    assert time.monotonic() - started < 2
+    started = time.monotonic()
+    status = 0
+    while status != 200 and time.monotonic() - started < 5:
+        # 503 overloaded (with Retry-After: 1) is a fair answer while the attackers'
+        # own scripts hold the slots; the hello must get its 200 within 5 s.
+        status = server.post("/execute", HELLO, timeout=5)[0]
+        if status == 503:
+            time.sleep(0.2)
+    assert status == 200
+    assert time.monotonic() - started < 5
+
+
+def test_dripped_bodies_get_408_at_their_whole_body_deadline_and_others_are_served(
+    live_server: Callable[..., LiveServer],
+) -> None:
+    """64 clients each drip one byte every half second into a 1000-byte body: a
+    per-recv timeout would never fire; the whole-body deadline (1 s plus 1000 bytes at
+    64 KiB/s) does, and the service answers others throughout."""
+    server = live_server(PYEXEC_BODY_TIMEOUT="1")
+    head = (
+        b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n{"
+    )
+    attackers = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(ATTACKERS)]
+    stop = threading.Event()
+
+    def drip() -> None:
+        for sock in attackers:
+            sock.sendall(head)
+        while not stop.wait(0.5):
+            for sock in attackers:
+                with contextlib.suppress(OSError):
+                    sock.send(b" ")
+
+    dripper = threading.Thread(target=drip)
+    dripper.start()
+    started = time.monotonic()
+    try:
+        _still_serving(server)
+        replies = [_read_reply(sock, timeout=15)[0] for sock in attackers]
+    finally:
+        stop.set()
+        dripper.join()
+        for sock in attackers:
+            sock.close()
+    assert time.monotonic() - started < 20
+    for reply in replies:
+        status_line, _, body = reply.partition(b"\r\n\r\n")
+        assert status_line.startswith(b"HTTP/1.1 408"), reply[:200]
+        answer = json.loads(body)
+        check_schema(408, answer)
+        assert answer["kind"] == "request_timeout"
+
+
+def test_clients_that_never_read_their_answer_lose_the_connection_at_its_deadline(
+    live_server: Callable[..., LiveServer],
+) -> None:
+    """64 clients ask for a 1 MB printout with a tiny receive buffer and never read:
+    the service still answers others, and drops each of them once its answer's
+    deadline (10 s plus its size at PYEXEC_BODY_MIN_RATE) has passed."""
+    server = live_server(PYEXEC_BODY_MIN_RATE=str(1024 * 1024 * 1024))
+    body = json.dumps(
+        {"script": "def main():\n    print('\\x01' * (1024 * 1024))\n    return 1\n"}
+    ).encode()
+    request = (
+        b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    attackers = []
+    for _ in range(ATTACKERS):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(request)
+        attackers.append(sock)
+    started = time.monotonic()
+    try:
+        _still_serving(server)
+        time.sleep(12)  # about the problem itself: the answers' deadline is 10 s
+        _still_serving(server)
+        # Each connection was either answered in full (a quick 503, or a 200 whose
+        # answer fit the buffers) or shut by the server: none is left open.
+        closed = [_read_reply(sock, timeout=5)[1] for sock in attackers]
+    finally:
+        for sock in attackers:
+            sock.close()
+    assert time.monotonic() - started < 40
+    assert closed == [True] * ATTACKERS

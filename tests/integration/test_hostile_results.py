@@ -3,10 +3,14 @@ codes, forks, huge and self-redefining values. Each gets a valid, truthful answe
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from flask.testing import FlaskClient
 
-from tests.support import Api
+from pyexec.api import Service
+from pyexec.jail import Jail
+from tests.support import Api, core
 
 pytestmark = pytest.mark.usefixtures("leaves_nothing_behind")
 
@@ -25,12 +29,58 @@ def test_deeply_nested_body_is_invalid_json_not_a_500(api: Api) -> None:
     assert (status, body["kind"]) == (400, "invalid_json")
 
 
+NOT_JSON_NUMBERS = [
+    pytest.param(b'{"script": "def main(): return 1", "timeout_seconds": NaN}', "NaN", id="NaN"),
+    pytest.param(b'{"script": Infinity}', "Infinity", id="Infinity"),
+    pytest.param(
+        b'{"script": "def main(): return 1", "x": {"y": [-Infinity]}}', "-Infinity", id="-Infinity"
+    ),
+    pytest.param(
+        b'{"script": "def main(): return 1", "timeout_seconds": 1e999}', "1e999", id="1e999"
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "named"), NOT_JSON_NUMBERS)
+def test_nan_and_infinity_are_invalid_json_and_take_no_jail(
+    api: Api, service: Service, monkeypatch: pytest.MonkeyPatch, raw: bytes, named: str
+) -> None:
+    taken: list[str] = []
+    acquire = service.executor.pools.acquire
+
+    def counting_acquire(script: str, memory_mb: int | None = None) -> tuple[Jail, bool]:
+        taken.append(script)
+        return acquire(script, memory_mb)
+
+    monkeypatch.setattr(service.executor.pools, "acquire", counting_acquire)
+    status, body = api.post(data=raw, content_type="application/json")
+    assert (status, body["kind"]) == (400, "invalid_json")
+    assert named in body["error"]
+    assert taken == []
+    assert core(api.run_file("hello")) == (200, {"result": {"hello": "world"}, "stdout": ""})
+
+
 @pytest.mark.parametrize("name", ["forge_nan_report", "forge_bad_fields"])
 def test_forged_reports_never_make_an_invalid_answer(api: Api, name: str) -> None:
     status, body = api.run_file(name)
     assert status == 400
     assert body["kind"] in ("crashed", "exited")
     assert body.get("error") != "fake"
+
+
+def test_a_forged_20000_frame_report_is_untrusted_and_costs_little_cpu(api: Api) -> None:
+    # The session's app runs in this process, so this process's CPU is the service's
+    # (plus the test client's). Trusting the report cost about a second (the service's
+    # schema validation of 20,000 frames, then the client's); refused before its
+    # validation, it costs tens of milliseconds, as an honest report of its size does.
+    started = time.process_time()
+    status, body = api.run_file("forge_huge_traceback")
+    spent = time.process_time() - started
+    assert status == 400
+    assert body["kind"] in ("crashed", "exited")
+    assert body.get("error") != "fake"
+    assert "traceback" not in body
+    assert spent < 0.5
 
 
 def test_exit_code_137_is_an_exit_not_a_memory_limit(api: Api) -> None:

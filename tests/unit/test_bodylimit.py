@@ -7,14 +7,20 @@ it was handed.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import logging
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
 from werkzeug.test import Client, EnvironBuilder, run_wsgi_app
 
+from pyexec import bodylimit
 from pyexec.bodylimit import BodyLimit
 from pyexec.schemas import load_schema, validator
 
@@ -70,16 +76,6 @@ class CountingInput(io.BytesIO):
         return super().read(size)
 
 
-class FakeSocket:
-    """gunicorn.socket: records the read timeouts set on it."""
-
-    def __init__(self) -> None:
-        self.timeouts: list[float | None] = []
-
-    def settimeout(self, value: float | None) -> None:
-        self.timeouts.append(value)
-
-
 def _environ(stream: Any, content_length: str | None, *, chunked: bool = False) -> dict[str, Any]:
     environ: dict[str, Any] = EnvironBuilder(method="POST", path="/execute").get_environ()
     environ.pop("CONTENT_LENGTH", None)
@@ -113,15 +109,12 @@ def test_a_declared_length_over_the_limit_is_refused_without_reading_the_body(
     declared: int,
 ) -> None:
     app = RecordingApp()
-    sock = FakeSocket()
     environ = _environ(UnreadableInput(), str(declared))
-    environ["gunicorn.socket"] = sock
     status, headers, body = _call(app, environ)
     assert status == 413
     _assert_error(status, headers, body, "body_too_large")
     assert str(LIMIT) in json.loads(body)["error"]
     assert app.calls == 0
-    assert sock.timeouts == []
 
 
 @pytest.mark.parametrize("size", [1, LIMIT - 1, LIMIT])
@@ -172,15 +165,12 @@ def test_a_chunked_body_within_the_limit_reaches_the_app_as_a_plain_one(size: in
 def test_a_body_without_a_positive_length_goes_to_the_app_untouched(declared: str | None) -> None:
     app = RecordingApp()
     stream = UnreadableInput()
-    sock = FakeSocket()
     environ = _environ(stream, declared)
-    environ["gunicorn.socket"] = sock
     status, _headers, _body = _call(app, environ)
     assert status == 200
     assert app.calls == 1
     assert app.environ["wsgi.input"] is stream
     assert app.environ.get("CONTENT_LENGTH") == declared
-    assert sock.timeouts == []
 
 
 def test_a_body_that_stalls_gets_a_json_408_naming_the_timeout() -> None:
@@ -199,20 +189,84 @@ def test_a_chunked_body_that_stalls_gets_a_json_408() -> None:
     _assert_error(status, headers, body, "request_timeout")
 
 
-@pytest.mark.parametrize(
-    ("stream", "status"),
-    [(io.BytesIO(b"z" * 10), 200), (StalledInput(), 408)],
-    ids=["read", "stalled"],
-)
-def test_the_gunicorn_socket_gets_the_read_timeout_while_the_body_is_read_then_none(
-    stream: Any, status: int
+def test_a_dripped_body_is_cut_at_its_whole_body_deadline_with_a_408(
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app = RecordingApp()
-    sock = FakeSocket()
-    environ = _environ(stream, "10")
-    environ["gunicorn.socket"] = sock
-    assert _call(app, environ)[0] == status
-    assert sock.timeouts == [READ_TIMEOUT, None]
+    """One byte every 50 ms never finishes 100 bytes; the deadline (0.3 s plus 100
+    bytes at 1 KiB/s) ends the read, whatever each recv would have waited."""
+    server, client = socket.socketpair()
+    stop = threading.Event()
+
+    def drip() -> None:
+        while not stop.wait(0.05):
+            with contextlib.suppress(OSError):
+                client.send(b"{")
+
+    dripper = threading.Thread(target=drip)
+    dripper.start()
+    try:
+        environ = _environ(server.makefile("rb"), "100")
+        environ["gunicorn.socket"] = server
+        app = RecordingApp()
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="pyexec.http"):
+            app_iter, status, headers = run_wsgi_app(
+                BodyLimit(app, LIMIT, 0.3, min_rate=1024), environ
+            )
+            body = b"".join(app_iter)
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        dripper.join()
+        server.close()
+        client.close()
+    assert int(status.split()[0]) == 408
+    _assert_error(408, dict(headers), body, "request_timeout")
+    assert 0.3 <= elapsed < 3
+    assert app.calls == 0
+    (record,) = [r for r in caplog.records if r.name == "pyexec.http"]
+    fields = record.__dict__["fields"]
+    assert fields["kind"] == "request_timeout"
+    assert fields["bytes_expected"] == 100
+    assert 0 < fields["bytes_received"] < 100
+
+
+def test_an_answer_the_client_does_not_take_in_time_shuts_the_connection(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server writes the answer into a socket whose peer never reads: at the
+    answer's deadline the socket is shut down, the write fails, the expiry is logged."""
+    monkeypatch.setattr(bodylimit, "SEND_BASE_SECONDS", 0.3)
+    server, client = socket.socketpair()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    big = b"x" * (8 * 1024 * 1024)
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", str(len(big)))])
+        return [big]
+
+    environ = _environ(io.BytesIO(b""), None)
+    environ["gunicorn.socket"] = server
+    started = time.monotonic()
+    try:
+        with caplog.at_level(logging.WARNING, logger="pyexec.http"):
+            answer = BodyLimit(app, LIMIT, READ_TIMEOUT, min_rate=1024 * 1024 * 1024)(
+                environ, lambda status, headers, *args: None
+            )
+
+            def write() -> None:  # as the server writes it
+                for chunk in answer:
+                    server.sendall(chunk)
+
+            with pytest.raises(BrokenPipeError):
+                write()
+            answer.close()  # type: ignore[attr-defined]
+    finally:
+        server.close()
+        client.close()
+    assert time.monotonic() - started < 5
+    (record,) = [r for r in caplog.records if r.name == "pyexec.http"]
+    assert record.__dict__["fields"]["kind"] == "answer_timeout"
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,10 @@ looks at it.
 from __future__ import annotations
 
 import ast
+import functools
 import json
+import resource
+import types
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,14 @@ import pytest
 
 from pyexec import runner
 from pyexec.answers import Outcome, kind_statuses
-from pyexec.outcome import REPORT_FIELDS, RUNNER_KINDS, interpret
+from pyexec.command import RUNNER_SOURCE
+from pyexec.outcome import (
+    MAX_EXCEPTION_CHARS,
+    MAX_FIELD_CHARS,
+    REPORT_FIELDS,
+    RUNNER_KINDS,
+    interpret,
+)
 from pyexec.protocol import MAX_INT_DIGITS, report_frame
 from pyexec.record import RunRecord
 from pyexec.schemas import load_schema, validator
@@ -35,6 +45,20 @@ CPU_LIMIT = "The script used more than its CPU time limit of 2 s."
 MEMORY_LIMIT = "The script was killed for using more than its memory limit of 128 MB."
 OK_REPORT = {"status": "ok", "result": 1}
 FRAME = {"file": "script", "line": 2, "function": "main", "code": "raise ValueError('boom')"}
+
+
+def exception_line(**fields: Any) -> bytes:
+    """An exception report as the runner shapes one, with ``fields`` replaced."""
+    report = {
+        "status": "error",
+        "kind": "exception",
+        "error": "E in main(): m",
+        "exception": {"type": "E", "message": "m"},
+        "traceback": [FRAME],
+        "traceback_text": "Traceback (most recent call last):\nE: m\n",
+        **fields,
+    }
+    return line(report)
 
 
 def answer(**fields: Any) -> Outcome:
@@ -225,6 +249,85 @@ def test_the_runner_kinds_are_exactly_the_kinds_runner_py_reports() -> None:
     assert reported == RUNNER_KINDS
 
 
+# --- the largest reports the runner writes ------------------------------------------------
+
+
+@functools.cache
+def jailed_runner() -> types.ModuleType:
+    """The runner as the jail runs it: its source compiled as ``<string>``, so that
+    its own frames are left out of tracebacks as they are in the jail."""
+    module = types.ModuleType("jailed_runner")
+    exec(compile(RUNNER_SOURCE, "<string>", "exec"), module.__dict__)
+    return module
+
+
+def runner_report(source: str) -> bytes:
+    """The report line the runner writes for the script ``source`` (1 MiB result limit)."""
+    jailed = jailed_runner()
+    start = resource.getrusage(resource.RUSAGE_SELF)
+    data: bytes = jailed._final_report(jailed._run_reported(source), start, 1 << 20)
+    return report_frame(data)
+
+
+# 60 frames deep, each with a 3,000-character function name and code line; an exception
+# whose type name and message are far over the runner's caps, in characters that JSON
+# sends as 12 bytes each.
+MAXIMAL_EXCEPTION = """
+def {name}(n):
+    if n == 0:
+        raise type("\\U0001F600" * 300, (Exception,), {{}})("\\U0001F600" * 5000)
+    return {name}(n - 1)  # {comment}
+def main():
+    return {name}(60)
+""".format(name="f" * 3000, comment="c" * 3000)
+
+
+def test_the_largest_exception_report_the_runner_writes_is_trusted_at_its_caps() -> None:
+    outcome = answer(report=runner_report(MAXIMAL_EXCEPTION))
+    body = outcome.body
+    assert (outcome.status, body["kind"]) == (400, "exception")
+    # The caps checked here are exactly where the runner cuts.
+    assert len(body["traceback"]) == runner.MAX_TRACEBACK_FRAMES
+    assert len(body["exception"]["type"]) == MAX_EXCEPTION_CHARS["type"]
+    assert len(body["exception"]["message"]) == MAX_EXCEPTION_CHARS["message"]
+    assert len(body["traceback_text"]) == MAX_FIELD_CHARS["traceback_text"]
+    # The runner does not cut a frame's strings, so they are not capped here either.
+    assert {len(frame["function"]) for frame in body["traceback"]} == {3000}
+    assert max(len(frame["code"]) for frame in body["traceback"]) > 3000
+
+
+def test_a_syntax_error_whose_code_is_cut_at_the_runner_s_cap_is_trusted() -> None:
+    outcome = answer(report=runner_report("x = = " + "1" * 1000 + "\n"))
+    assert (outcome.body["kind"], len(outcome.body["code"])) == (
+        "syntax_error",
+        MAX_FIELD_CHARS["code"],
+    )
+
+
+def test_an_error_report_of_600_kb_is_trusted_when_the_runner_wrote_it() -> None:
+    # The runner does not cut a result's path, so an error report can be as long
+    # as the result channel allows: no smaller bound on its size would hold.
+    report = runner_report('def main():\n    return {"k" * 300_000: {1}}\n')
+    assert len(report) > 600_000
+    outcome = answer(report=report)
+    assert (outcome.body["kind"], outcome.body["type"]) == ("invalid_result", "set")
+    assert len(outcome.body["path"]) == 300_010
+
+
+def test_a_result_of_nearly_1_mib_nested_as_deep_as_the_runner_allows_is_trusted() -> None:
+    source = (
+        "def main():\n"
+        "    value = 1\n"
+        "    for _ in range(99):\n"
+        "        value = [value]\n"
+        "    return [value, 'x' * 1_048_000]\n"
+    )
+    report = runner_report(source)
+    assert len(report) > 1_048_000
+    outcome = answer(report=report)
+    assert (outcome.status, len(outcome.body["result"][1])) == (200, 1_048_000)
+
+
 # --- reports the runner could not have written ---------------------------------------
 
 NOT_TRUSTED: list[tuple[str, bytes]] = [
@@ -275,6 +378,47 @@ NOT_TRUSTED: list[tuple[str, bytes]] = [
     (
         "a line number that is a float",
         line({"status": "error", "kind": "syntax_error", "error": "x", "line": 1.5}),
+    ),
+    # Reports over the runner's own caps, or shaped as it never shapes them: refused
+    # before the schema validation, whose cost grows with every item.
+    ("a traceback of 20,000 frames", exception_line(traceback=[FRAME] * 20_000)),
+    (
+        "one frame more than the runner sends",
+        exception_line(traceback=[FRAME] * (runner.MAX_TRACEBACK_FRAMES + 1)),
+    ),
+    (
+        "an exception type one character over the runner's cap",
+        exception_line(exception={"type": "E" * 201, "message": ""}),
+    ),
+    (
+        "an exception message one character over the runner's cap",
+        exception_line(exception={"type": "E", "message": "m" * 2001}),
+    ),
+    (
+        "a traceback text one character over the runner's cap",
+        exception_line(traceback_text="t" * 20_001),
+    ),
+    (
+        "a syntax error's code one character over the runner's cap",
+        line({"status": "error", "kind": "syntax_error", "error": "x", "code": "c" * 501}),
+    ),
+    (
+        "an exception with a field the runner never writes",
+        exception_line(exception={"type": "E", "message": "", "notes": [[1]] * 1000}),
+    ),
+    (
+        "a frame with a field the runner never writes",
+        exception_line(traceback=[{**FRAME, "x": 1}]),
+    ),
+    (
+        "a frame without its code",
+        exception_line(traceback=[{"file": "s", "line": 1, "function": "f"}]),
+    ),
+    ("a frame that is not an object", exception_line(traceback=["frame"])),
+    ("a frame holding a list", exception_line(traceback=[{**FRAME, "code": [FRAME] * 100}])),
+    (
+        "a report field holding an object",
+        line({"status": "error", "kind": "exited", "error": "x", "exit_code": {"a": [1] * 1000}}),
     ),
 ]
 

@@ -1,0 +1,79 @@
+"""Deadlines for whole socket operations: one thread shuts a socket down when its time is up.
+
+A socket timeout bounds each ``recv`` or ``send``, not a whole body or answer: a client
+that drips one byte just before every timeout holds a server thread for as long as it
+likes. So the body's read and the answer's write get a deadline of their own, and at
+that moment this watchdog shuts the socket down, which ends the blocked call at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass(order=True)
+class Watch:
+    """One deadline on one socket; ``fired`` says whether it passed."""
+
+    when: float
+    order: int
+    sock: socket.socket = field(compare=False)
+    how: int = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+    fired: bool = field(default=False, compare=False)
+
+
+class Watchdog:
+    """Shuts sockets down at their deadlines, from one thread per process."""
+
+    def __init__(self) -> None:
+        self._heap: list[Watch] = []
+        self._condition = threading.Condition()
+        self._order = itertools.count()
+        self._pid = 0
+
+    def watch(self, sock: socket.socket, seconds: float, how: int) -> Watch:
+        """Shut ``sock`` down (``how``: socket.SHUT_RD, SHUT_RDWR) in ``seconds``
+        unless ``cancel`` comes first."""
+        entry = Watch(time.monotonic() + seconds, next(self._order), sock, how)
+        with self._condition:
+            if self._pid != os.getpid():  # a forked worker has no watcher thread yet
+                self._pid = os.getpid()
+                self._heap = []
+                threading.Thread(target=self._run, name="deadlines", daemon=True).start()
+            heapq.heappush(self._heap, entry)
+            self._condition.notify()
+        return entry
+
+    def cancel(self, entry: Watch) -> bool:
+        """Stop watching; True when the deadline had already passed."""
+        with self._condition:
+            entry.cancelled = True
+            return entry.fired
+
+    def _run(self) -> None:
+        with self._condition:
+            while True:
+                while self._heap and self._heap[0].cancelled:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._condition.wait()
+                    continue
+                wait = self._heap[0].when - time.monotonic()
+                if wait > 0:
+                    self._condition.wait(wait)
+                    continue
+                entry = heapq.heappop(self._heap)
+                entry.fired = True
+                with contextlib.suppress(OSError):  # already closed by its own side
+                    entry.sock.shutdown(entry.how)
+
+
+WATCHDOG = Watchdog()
