@@ -262,12 +262,11 @@ def _usage(record: RunRecord, report: dict[str, Any] | None) -> dict[str, float]
     return usage
 
 
-def interpret(record: RunRecord, max_output_bytes: int) -> Outcome:
-    """The client's answer for one run. Limits hit take precedence over reports."""
-    assert record.limits is not None
-    limits = record.limits
-    report = _parse_report(record)
-    common: dict[str, Any] = {
+def _run_fields(
+    record: RunRecord, report: dict[str, Any] | None, limits: Limits
+) -> dict[str, Any]:
+    """The fields every answer about a run carries (schemas/run.schema.json)."""
+    return {
         "stdout": _decode(record.stdout),
         "stderr": _decode(record.stderr),
         "stdout_truncated": record.stdout_truncated,
@@ -279,6 +278,14 @@ def interpret(record: RunRecord, max_output_bytes: int) -> Outcome:
             "memory_mb": limits.memory_mb,
         },
     }
+
+
+def interpret(record: RunRecord, max_output_bytes: int) -> Outcome:
+    """The client's answer for one run. Limits hit take precedence over reports."""
+    assert record.limits is not None
+    limits = record.limits
+    report = _parse_report(record)
+    common = _run_fields(record, report, limits)
     if record.stdout_truncated:
         return error(
             "output_limit",
