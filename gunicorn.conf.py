@@ -12,9 +12,8 @@ unlimited request line and no graceful-shutdown hook; these settings add:
   requests past both reach the admission check and get a quick 503 instead of
   queueing unseen inside gunicorn; a slow client holds a thread only until its
   body's or its answer's deadline (PYEXEC_BODY_TIMEOUT and PYEXEC_BODY_MIN_RATE,
-  pyexec/bodylimit.py), while /healthz still finds one. Half-sent headers are
-  gunicorn's to bound (not yet: see docs/operations.md); behind Cloud Run the front
-  end absorbs them, exposed directly put a buffering proxy in front;
+  pyexec/bodylimit.py) or its head's (pyexec/gunicorn_worker.py), while /healthz
+  still finds one;
 - on SIGTERM (Cloud Run's signal): stop accepting, let running scripts finish
   within PYEXEC_SHUTDOWN_GRACE, then stop the rest (their requests get 503
   shutting_down) and kill every jail, before gunicorn's own deadline;

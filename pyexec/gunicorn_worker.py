@@ -33,6 +33,7 @@ from __future__ import annotations
 import http
 import logging
 import socket
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -71,6 +72,8 @@ from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped
 
 from pyexec import answers
 from pyexec.answers import Outcome
+from pyexec.deadlines import WATCHDOG
+from pyexec.settings import load_settings
 
 log = logging.getLogger("pyexec.server")
 
@@ -286,7 +289,50 @@ def log_refusal(outcome: Outcome, exc: BaseException, request_id: str) -> None:
 
 
 class JsonThreadWorker(ThreadWorker):  # type: ignore[misc]
-    """gunicorn's gthread worker whose own error answers are JSON of the error schema."""
+    """gunicorn's gthread worker whose own error answers are JSON of the error schema,
+    and whose request heads must arrive within a deadline.
+
+    gunicorn reads a request's line and headers from a blocking socket with no
+    timeout: a client that sends half a head and stalls holds a worker thread for as
+    long as it likes. Each head gets ``PYEXEC_BODY_TIMEOUT`` seconds; then the
+    watchdog (pyexec.deadlines) shuts the socket down, gunicorn sees the end of the
+    stream and drops the connection, and a warning line says so. The body and the
+    answer have deadlines of their own (pyexec.bodylimit).
+    """
+
+    head_seconds: float = 10.0
+
+    def init_process(self) -> None:
+        """Read the head deadline from the settings, in the worker process."""
+        self.head_seconds = load_settings().body_timeout_seconds
+        super().init_process()
+
+    def handle(self, conn: Any) -> Any:
+        """gthread's ``handle``, with a deadline on the request's head."""
+        conn.pyexec_head_watch = WATCHDOG.watch(conn.sock, self.head_seconds, socket.SHUT_RD)
+        conn.pyexec_head_started = time.monotonic()
+        try:
+            return super().handle(conn)
+        finally:
+            self._head_done(conn)
+
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        """The head has arrived: stop its clock before the app runs."""
+        self._head_done(conn)
+        return super().handle_request(req, conn)
+
+    @staticmethod
+    def _head_done(conn: Any) -> None:
+        watch = getattr(conn, "pyexec_head_watch", None)
+        if watch is None:
+            return
+        conn.pyexec_head_watch = None
+        if WATCHDOG.cancel(watch):
+            log.warning(
+                "request head deadline passed after %.1f s",
+                time.monotonic() - conn.pyexec_head_started,
+                extra={"fields": {"kind": "head_timeout"}},
+            )
 
     def handle_error(self, req: Any, client: socket.socket, addr: Any, exc: BaseException) -> None:
         """Answer ``exc`` in JSON on ``client``; gunicorn closes the connection next.

@@ -158,3 +158,26 @@ def test_clients_that_never_read_their_answer_lose_the_connection_at_its_deadlin
             sock.close()
     assert time.monotonic() - started < 40
     assert closed == [True] * ATTACKERS
+
+
+def test_half_sent_heads_are_dropped_at_their_deadline_and_others_are_served(
+    live_server: Callable[..., LiveServer],
+) -> None:
+    """64 clients send half a request head and stall: gunicorn would wait for the rest
+    for ever, holding a thread each; the head deadline (PYEXEC_BODY_TIMEOUT) drops them,
+    and the service answers others throughout."""
+    server = live_server(PYEXEC_BODY_TIMEOUT="1")
+    attackers = []
+    for _ in range(ATTACKERS):
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.sendall(b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Ty")
+        attackers.append(sock)
+    started = time.monotonic()
+    try:
+        _still_serving(server)
+        closed = [_read_reply(sock, timeout=10)[1] for sock in attackers]
+    finally:
+        for sock in attackers:
+            sock.close()
+    assert closed == [True] * ATTACKERS
+    assert time.monotonic() - started < 20
