@@ -31,6 +31,12 @@ from pyexec.spawn import DEATH_SIGNAL_PREFIX, LAUNCHER, REAPER
 
 MAX_LOG_BYTES = 64 * 1024
 CPU_POLL_SECONDS = 0.05  # how often a running jail's CPU is checked against its limit
+# A script that writes a byte at a time would make the service wake (and spend CPU)
+# once per byte: after this many small reads in a row, the service waits a little
+# before it reads again, so the pipe fills and one read takes many bytes.
+SMALL_READ_BYTES = 4096
+SMALL_READS_BEFORE_PAUSE = 32
+COALESCE_SECONDS = 0.005
 REPORT_SLACK_BYTES = 4096  # the report's own fields around a result of the maximum size
 
 
@@ -221,6 +227,7 @@ class Jail:
         outputs = (stdout, stderr, self._result)
         deadline = time.monotonic() + limits.timeout_seconds
         cpu_budget_ms = limits.cpu_seconds * 1000
+        small_reads = 0
         with PipeSet([*outputs, self._log], self._control_w, request) as pipes:
             while not all(capture.eof for capture in outputs):
                 remaining = deadline - time.monotonic()
@@ -233,7 +240,9 @@ class Jail:
                 if self.init_pid is not None:
                     self._sample(record)
                     remaining = min(remaining, CPU_POLL_SECONDS)
-                pipes.pump(remaining)
+                small_reads = small_reads + 1 if pipes.pump(remaining) < SMALL_READ_BYTES else 0
+                if small_reads > SMALL_READS_BEFORE_PAUSE:
+                    time.sleep(COALESCE_SECONDS)
                 if stdout.truncated or self._result.truncated:
                     break
                 if protocol.first_line(self._result.data) is not None:

@@ -91,16 +91,19 @@ class PipeSet:
     ) -> None:
         self._selector.close()
 
-    def pump(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for any pipe, then serve every ready one."""
+    def pump(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for any pipe, then serve every ready one;
+        the bytes read."""
+        got = 0
         for key, _ in self._selector.select(timeout):
             if key.fd == self._writer_fd:
                 self._write()
                 continue
             capture: Capture = key.data
-            capture.read()
+            got += capture.read()
             if capture.eof:
                 self._selector.unregister(key.fd)
+        return got
 
     def _write(self) -> None:
         try:
