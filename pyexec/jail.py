@@ -32,10 +32,10 @@ from pyexec.spawn import DEATH_SIGNAL_PREFIX, LAUNCHER, REAPER
 MAX_LOG_BYTES = 64 * 1024
 CPU_POLL_SECONDS = 0.05  # how often a running jail's CPU is checked against its limit
 # A script that writes a byte at a time would make the service wake (and spend CPU)
-# once per byte: after this many small reads in a row, the service waits a little
-# before it reads again, so the pipe fills and one read takes many bytes.
+# once per byte: past this many wake-ups, a wake-up that read little is followed by
+# a short wait, so the pipe fills and the next read takes many bytes.
 SMALL_READ_BYTES = 4096
-SMALL_READS_BEFORE_PAUSE = 32
+SMALL_READS_BEFORE_PAUSE = 32  # wake-ups before pausing starts
 COALESCE_SECONDS = 0.005
 REPORT_SLACK_BYTES = 4096  # the report's own fields around a result of the maximum size
 
@@ -227,22 +227,26 @@ class Jail:
         outputs = (stdout, stderr, self._result)
         deadline = time.monotonic() + limits.timeout_seconds
         cpu_budget_ms = limits.cpu_seconds * 1000
-        small_reads = 0
+        wakeups = 0
+        next_check = 0.0
         with PipeSet([*outputs, self._log], self._control_w, request) as pipes:
             while not all(capture.eof for capture in outputs):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                now = time.monotonic()
+                if now >= deadline:
                     record.timed_out = True
                     break
-                if self._over_cpu(meter, cpu_budget_ms):
-                    record.cpu_exceeded = True
-                    break
-                if self.init_pid is not None:
+                if now >= next_check:
+                    # Every poll interval (not every wake-up): the jail's CPU against
+                    # its limit, and what a killed jail would take with it.
+                    if self._over_cpu(meter, cpu_budget_ms):
+                        record.cpu_exceeded = True
+                        break
                     self._sample(record)
-                    remaining = min(remaining, CPU_POLL_SECONDS)
-                small_reads = small_reads + 1 if pipes.pump(remaining) < SMALL_READ_BYTES else 0
-                if small_reads > SMALL_READS_BEFORE_PAUSE:
-                    time.sleep(COALESCE_SECONDS)
+                    next_check = now + CPU_POLL_SECONDS
+                got = pipes.pump(min(deadline, next_check) - now)
+                wakeups += 1
+                if wakeups > SMALL_READS_BEFORE_PAUSE and got < SMALL_READ_BYTES:
+                    time.sleep(COALESCE_SECONDS)  # a dripping writer: read in batches
                 if stdout.truncated or self._result.truncated:
                     break
                 if protocol.first_line(self._result.data) is not None:
@@ -269,7 +273,8 @@ class Jail:
     def _sample(self, record: RunRecord) -> None:
         """What the jail may take with it when it is killed: its peak memory, and the
         CPU limit its init runs under."""
-        assert self.init_pid is not None
+        if self.init_pid is None:
+            return
         self._sample_peak(record)
         hard = _cpu_rlimit_seconds(self.init_pid)
         if hard is not None:

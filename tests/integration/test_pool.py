@@ -196,7 +196,7 @@ def test_one_byte_writes_cost_the_service_a_read_per_batch_not_per_byte(
 ) -> None:
     """A script writing stderr a byte at a time for a second: the service reads the
     pipe in batches, so reading costs it a small part of what the script spends (a
-    wake-up per byte cost it about as much CPU as the script, 0.98 s; now about 0.4)."""
+    wake-up per byte cost it about as much CPU as the script, 0.98 s; now about 0.04)."""
     jail, _warm = pools.acquire(script("stderr_drip"))
     started = time.process_time()
     record = jail.run(script("stderr_drip"))
@@ -207,4 +207,4 @@ def test_one_byte_writes_cost_the_service_a_read_per_batch_not_per_byte(
     cap = pools.settings.max_output_bytes
     assert len(record.stderr) == min(report["result"], cap)
     assert record.stderr_truncated == (report["result"] > cap)
-    assert service_cpu < 0.6, f"the service spent {service_cpu:.2f} s of CPU"
+    assert service_cpu < 0.25, f"the service spent {service_cpu:.2f} s of CPU"
