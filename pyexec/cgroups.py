@@ -182,11 +182,6 @@ class CpuMeter:
             return cls(None)
         return cls(handle, CgroupSupport.cpu_ms(handle) or 0.0)
 
-    @property
-    def counting(self) -> bool:
-        """True when the jail's CPU can be read at all."""
-        return self.handle is not None
-
     def used_ms(self) -> float | None:
         """CPU milliseconds since ``begin``, or None when they cannot be read."""
         if self.handle is None:

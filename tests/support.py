@@ -39,6 +39,14 @@ INTERNAL_MARKERS = (
 )
 
 
+# Each kind's status, read from the error schema here rather than through
+# pyexec.answers: a test must not share the code's reading of its source.
+SCHEMA_STATUS: dict[str, int] = {
+    entry["const"]: entry["x-status"]
+    for entry in load_schema("error")["properties"]["kind"]["oneOf"]
+}
+
+
 def script(name: str, **tokens: str) -> str:
     """The source of tests/scripts/<name>.py with ``__TOKEN__`` placeholders filled."""
     source = (SCRIPTS_DIR / f"{name}.py").read_text(encoding="utf-8")

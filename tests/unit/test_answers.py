@@ -33,15 +33,10 @@ from pyexec.errors import (
 )
 from pyexec.outcome import RUNNER_KINDS
 from pyexec.schemas import load_schema, validator
+from tests.support import SCHEMA_STATUS
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ERROR_VALIDATOR = validator(load_schema("error"))
-# The kinds and statuses read from the schema here, not from answers.KIND_STATUS:
-# the test must not share the code's reading of its source.
-SCHEMA_STATUS: dict[str, int] = {
-    entry["const"]: entry["x-status"]
-    for entry in load_schema("error")["properties"]["kind"]["oneOf"]
-}
 RETRY_KINDS = {"overloaded", "shutting_down", "starting", "sandbox_unavailable"}
 LEAKY_MESSAGE = "nsjail: /srv/pyexec/jail.py line 99: secret-detail"
 

@@ -197,7 +197,7 @@ def test_cpu_meter_counts_from_begin(tmp_path: Path) -> None:
     handle = tmp_path / "cpuacct.usage"
     handle.write_text("1000000")  # 1 ms before the hand-over
     meter = CpuMeter.begin(handle)
-    assert meter.counting
+    assert meter.handle == handle
     handle.write_text("5000000")
     assert meter.used_ms() == 4.0
     handle.unlink()
@@ -207,14 +207,14 @@ def test_cpu_meter_counts_from_begin(tmp_path: Path) -> None:
 def test_cpu_meter_begins_at_zero_when_the_file_is_not_there_yet(tmp_path: Path) -> None:
     handle = tmp_path / "cpu.stat"
     meter = CpuMeter.begin(handle)
-    assert meter.counting
+    assert meter.handle == handle
     handle.write_text("usage_usec 2000\n")
     assert meter.used_ms() == 2.0
 
 
 def test_cpu_meter_without_a_handle_counts_nothing() -> None:
     meter = CpuMeter.begin(None)
-    assert not meter.counting
+    assert meter.handle is None
     assert meter.used_ms() is None
 
 

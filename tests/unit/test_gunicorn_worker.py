@@ -34,13 +34,10 @@ from pyexec.gunicorn_worker import (
     to_http,
 )
 from pyexec.schemas import load_schema, validator
+from tests.support import SCHEMA_STATUS
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ERROR_VALIDATOR = validator(load_schema("error"))
-SCHEMA_STATUS: dict[str, int] = {
-    entry["const"]: entry["x-status"]
-    for entry in load_schema("error")["properties"]["kind"]["oneOf"]
-}
 # What gunicorn.conf.py sets.
 LIMITS = Limits(request_line=8190, fields=64, field_size=8190)
 # Stands for the request's bytes that gunicorn puts into its exceptions.
