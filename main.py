@@ -20,7 +20,8 @@ The script must define ``main()``; it runs once in a fresh nsjail jail.
   404 ``not_found``, 405 ``method_not_allowed`` (with ``Allow``),
   408 ``request_timeout`` (body too slow), 413 ``body_too_large``,
   415 ``unsupported_media_type``,
-  503 ``overloaded`` / ``shutting_down`` / ``starting`` / ``sandbox_unavailable``
+  503 ``overloaded`` (also when the body or the answer does not fit in the bytes held
+  for clients, PYEXEC_INFLIGHT_MB) / ``shutting_down`` / ``starting`` / ``sandbox_unavailable``
   (with ``Retry-After``), 500 ``internal_error`` only for a fault of the service itself.
 - Refused by gunicorn before the app runs (pyexec/gunicorn_worker.py), in JSON too, and
   the connection closes: 400 ``bad_request`` (a malformed request line, header or
@@ -52,6 +53,7 @@ from werkzeug.exceptions import HTTPException
 from pyexec import answers, api, logs
 from pyexec.bodylimit import BodyLimit
 from pyexec.errors import PyexecError
+from pyexec.inflight import InFlight
 from pyexec.settings import load_settings
 
 logs.configure()
@@ -79,6 +81,7 @@ flask.current_app.wsgi_app = BodyLimit(  # type: ignore[method-assign]
     SETTINGS.max_body_bytes,
     SETTINGS.body_timeout_seconds,
     SETTINGS.body_min_rate,
+    InFlight(SETTINGS.inflight_mb * 1024 * 1024),
 )
 
 

@@ -6,7 +6,8 @@ of increasing concurrency. Each request carries a unique token, so an answer mea
 for another request is caught. 503 (overloaded, with Retry-After) is an allowed
 answer; a 500, a dropped connection or a wrong body counts as wrong. Prints
 requests sent, answers by status, wrong answers (must be 0), p50/p99 latency of the
-successful ones, and the service's peak memory (RSS of it and its jails).
+successful ones, the service's peak memory (RSS of it and its jails), and the CPU
+the service's worker process spent per request (its jails not counted).
 Bounded: a fixed number of requests per phase and a deadline per phase.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import statistics
 import sys
 import threading
@@ -158,6 +160,13 @@ def run_phase(
     return phase
 
 
+def worker_cpu_seconds(master: int) -> float:
+    """User + system CPU of the gunicorn worker (the master's only child) so far."""
+    (worker,) = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    fields = Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -179,6 +188,7 @@ def main() -> int:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        cpu_before = worker_cpu_seconds(server.process.pid)
         try:
             for concurrency, count in phases:
                 results += run_phase(
@@ -186,6 +196,7 @@ def main() -> int:
                 )
         finally:
             sampling.set()
+        worker_cpu = worker_cpu_seconds(server.process.pid) - cpu_before
 
     ok_times = [t for _, s, t, right in results if s == 200 and right]
     wrong = [(n, s) for n, s, _, right in results if not right]
@@ -198,6 +209,10 @@ def main() -> int:
             f"p99 {1000 * percentile(ok_times, 0.99):.0f} ms"
         )
     print(f"peak memory of the service and its jails: {peak[0]:.0f} MiB")
+    print(
+        f"service CPU per request: {1000 * worker_cpu / max(len(results), 1):.1f} ms "
+        "(the worker process: HTTP, validation, jail I/O, logs; its jails not counted)"
+    )
     return 1 if wrong else 0
 
 

@@ -14,6 +14,10 @@ the answer must be taken within ``SEND_BASE_SECONDS`` plus its size at the same 
 else the connection is shut. A deadline shuts the socket down (pyexec.deadlines): a
 per-``recv`` timeout would not bound a client that drips one byte at a time. Each
 expiry writes one log line with the bytes and seconds, so operators see attacks.
+
+Memory: a body reserves its length in the in-flight budget (pyexec/inflight.py)
+before it is read, an answer its length before it is sent; both are held until the
+server is done with the answer. When either does not fit: 503 ``overloaded``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from typing import Any
 
 from pyexec.answers import to_wsgi
 from pyexec.deadlines import WATCHDOG, Watch
-from pyexec.errors import BodyTooLarge, RequestTimeout
+from pyexec.errors import BodyTooLarge, Overloaded, RequestTimeout
+from pyexec.inflight import InFlight, Reservation
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 SEND_BASE_SECONDS = 10.0
@@ -38,7 +43,8 @@ log = logging.getLogger("pyexec.http")
 
 class BodyLimit:
     """Wrap a WSGI app: bodies over ``max_bytes`` get a JSON 413, bodies too slow a
-    JSON 408 (answers from pyexec.answers), answers too slow a closed connection."""
+    JSON 408, bodies and answers that do not fit in ``inflight`` a JSON 503 (answers
+    from pyexec.answers), answers too slow a closed connection."""
 
     def __init__(
         self,
@@ -46,11 +52,13 @@ class BodyLimit:
         max_bytes: int,
         read_timeout: float = 10.0,
         min_rate: int = 64 * 1024,
+        inflight: InFlight | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.read_timeout = read_timeout
         self.min_rate = min_rate
+        self.inflight = inflight or InFlight(128 * 1024 * 1024)
 
     def _too_large(self) -> BodyTooLarge:
         return BodyTooLarge(
@@ -65,22 +73,53 @@ class BodyLimit:
         if not chunked:  # chunked wins over any Content-Length (RFC 9112, 6.3)
             # ASCII digits only ("²".isdigit() is true), and few enough for int().
             if not (declared.isascii() and declared.isdigit()) or int(declared[:19]) == 0:
-                return self._answer(environ, start_response)
+                return self._answer(environ, start_response, None)
             if len(declared) > 18 or int(declared) > self.max_bytes:
                 return to_wsgi(self._too_large(), start_response)
         wanted = self.max_bytes + 1 if chunked else int(declared)
-        data = self._read_body(environ, wanted)
-        if data is None:
-            seconds = self.read_timeout + wanted / self.min_rate
-            timeout = RequestTimeout(f"The request body did not arrive within {seconds:.3g} s.")
-            return to_wsgi(timeout, start_response)
-        if len(data) > self.max_bytes:
-            return to_wsgi(self._too_large(), start_response)
+        held = self.inflight.reserve(wanted)
+        if held is None:
+            return to_wsgi(self._full("request body", wanted), start_response)
+        try:
+            data = self._read_body(environ, wanted)
+        except BaseException:
+            held.release()
+            raise
+        if data is None or len(data) > self.max_bytes:
+            held.release()
+            refusal = self._too_slow(wanted) if data is None else self._too_large()
+            return to_wsgi(refusal, start_response)
         environ["wsgi.input"] = io.BytesIO(data)
         environ["CONTENT_LENGTH"] = str(len(data))
         environ.pop("HTTP_TRANSFER_ENCODING", None)
         environ["wsgi.input_terminated"] = False
-        return self._answer(environ, start_response)
+        return self._answer(environ, start_response, held)
+
+    def _too_slow(self, wanted: int) -> RequestTimeout:
+        seconds = self.read_timeout + wanted / self.min_rate
+        return RequestTimeout(f"The request body did not arrive within {seconds:.3g} s.")
+
+    def _full(self, what: str, size: int) -> Overloaded:
+        """The 503 for bytes that do not fit, and a log line for operators."""
+        mib = self.inflight.budget_bytes / (1024 * 1024)
+        used, large = self.inflight.used()
+        log.warning(
+            "in-flight budget full for a %s",
+            what,
+            extra={
+                "fields": {
+                    "kind": "overloaded",
+                    "bytes": size,
+                    "inflight_bytes": used,
+                    "inflight_large_bytes": large,
+                }
+            },
+        )
+        return Overloaded(
+            f"The {what} ({size} bytes) does not fit in the {mib:g} MB the service holds "
+            "for its clients at once (PYEXEC_INFLIGHT_MB; bodies and answers over 1 MB "
+            "share half of it); retry in a moment."
+        )
 
     def _read_body(self, environ: dict[str, Any], wanted: int) -> bytes | None:
         """Up to ``wanted`` bytes of the body, or None when its deadline passed."""
@@ -106,45 +145,84 @@ class BodyLimit:
         return bytes(body)
 
     def _answer(
-        self, environ: dict[str, Any], start_response: Callable[..., Any]
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        body: Reservation | None,
     ) -> Iterable[bytes]:
-        """The app's answer, with a deadline for sending it when there is a socket."""
+        """The app's answer once its bytes are reserved, with a deadline for sending it
+        when there is a socket; ``body`` (the body's reservation) is released with it."""
+        started: list[Any] = []
+
+        def deferred_start_response(status: str, headers: list[Any], *args: Any) -> Any:
+            started[:] = [status, headers, *args]
+            return lambda _data: None  # the legacy write(): Flask never calls it
+
+        try:
+            result = self.app(environ, deferred_start_response)
+        except BaseException:
+            if body is not None:
+                body.release()
+            raise
+        length = _content_length(started[1]) if started else 0
+        held = self.inflight.reserve(length)
+        if held is None:
+            _close(result)
+            if body is not None:
+                body.release()
+            return to_wsgi(self._full("answer", length), start_response)
+        start_response(*started)
         sock: socket.socket | None = environ.get("gunicorn.socket")
-        if sock is None:
-            return self.app(environ, start_response)
-        length = [0]
-
-        def recording_start_response(status: str, headers: list[Any], *args: Any) -> Any:
-            for name, value in headers:
-                if name.lower() == "content-length" and value.isdigit():
-                    length[0] = int(value)
-            return start_response(status, headers, *args)
-
-        result = self.app(environ, recording_start_response)
-        seconds = SEND_BASE_SECONDS + length[0] / self.min_rate
-        return _SendDeadline(result, WATCHDOG.watch(sock, seconds, socket.SHUT_RDWR), length[0])
+        seconds = SEND_BASE_SECONDS + length / self.min_rate
+        watch = WATCHDOG.watch(sock, seconds, socket.SHUT_RDWR) if sock is not None else None
+        return _Sending(result, watch, length, (held, body))
 
 
-class _SendDeadline:
+def _content_length(headers: list[tuple[str, str]]) -> int:
+    for name, value in headers:
+        if name.lower() == "content-length" and value.isascii() and value.isdigit():
+            return int(value)
+    return 0
+
+
+def _close(result: Iterable[bytes]) -> None:
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
+
+
+class _Sending:
     """The app's answer as the server writes it; the socket is shut down if writing
-    takes longer than its deadline (the server then drops the connection)."""
+    takes longer than its deadline (the server then drops the connection). Closing
+    it gives the answer's and the body's bytes back to the in-flight budget."""
 
-    def __init__(self, result: Iterable[bytes], watch: Watch, size: int) -> None:
+    def __init__(
+        self,
+        result: Iterable[bytes],
+        watch: Watch | None,
+        size: int,
+        held: tuple[Reservation, Reservation | None],
+    ) -> None:
         self._result = result
         self._watch = watch
         self._size = size
+        self._held = held
         self._started = time.monotonic()
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._result)
 
     def close(self) -> None:
-        """The server is done writing (or gave up): stop the clock, log an expiry."""
-        if WATCHDOG.cancel(self._watch):
-            _log_expired("answer", None, self._size, time.monotonic() - self._started)
-        close = getattr(self._result, "close", None)
-        if close is not None:
-            close()
+        """The server is done writing (or gave up): stop the clock, log an expiry,
+        give the bytes back."""
+        try:
+            if self._watch is not None and WATCHDOG.cancel(self._watch):
+                _log_expired("answer", None, self._size, time.monotonic() - self._started)
+            _close(self._result)
+        finally:
+            for reservation in self._held:
+                if reservation is not None:
+                    reservation.release()
 
 
 def _log_expired(what: str, done: int | None, size: int, seconds: float) -> None:

@@ -38,6 +38,8 @@ class Settings:
     max_body_bytes: int = 256 * 1024
     body_timeout_seconds: float = 10.0
     body_min_rate: int = 64 * 1024
+    # Request bodies and unsent answers held at once (pyexec/inflight.py).
+    inflight_mb: int = 128
     max_output_bytes: int = 1024 * 1024
     max_result_bytes: int = 1024 * 1024
     startup_timeout_seconds: float = 30.0
@@ -90,6 +92,7 @@ _FIELDS: dict[str, tuple[str, type, float, float]] = {
     "PYEXEC_MAX_BODY_BYTES": ("max_body_bytes", int, 1024, 64 * 1024 * 1024),
     "PYEXEC_BODY_TIMEOUT": ("body_timeout_seconds", float, 0.1, 600),
     "PYEXEC_BODY_MIN_RATE": ("body_min_rate", int, 1024, 1024 * 1024 * 1024),
+    "PYEXEC_INFLIGHT_MB": ("inflight_mb", int, 4, 64 * 1024),
     "PYEXEC_MAX_OUTPUT_BYTES": ("max_output_bytes", int, 1024, 64 * 1024 * 1024),
     "PYEXEC_MAX_RESULT_BYTES": ("max_result_bytes", int, 1024, 64 * 1024 * 1024),
     "PYEXEC_STARTUP_TIMEOUT": ("startup_timeout_seconds", float, 1, 600),
@@ -196,6 +199,11 @@ def _check_consistent(settings: Settings) -> None:
         raise SettingsError(
             "PYEXEC_MAX_MEMORY_MB must not be above half of PYEXEC_MEMORY_BUDGET_MB "
             f"({settings.memory_budget_mb}): big requests share that half."
+        )
+    if settings.max_body_bytes > settings.inflight_mb * 1024 * 1024 // 2:
+        raise SettingsError(
+            "PYEXEC_MAX_BODY_BYTES must not be above half of PYEXEC_INFLIGHT_MB "
+            f"({settings.inflight_mb} MB): big bodies and answers share that half."
         )
     for label, path in (
         ("PYEXEC_NSJAIL", settings.nsjail_path),

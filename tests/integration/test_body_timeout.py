@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 from tests.live_server import LiveServer
 from tests.support import check_schema
@@ -158,6 +159,64 @@ def test_clients_that_never_read_their_answer_lose_the_connection_at_its_deadlin
             sock.close()
     assert time.monotonic() - started < 40
     assert closed == [True] * ATTACKERS
+
+
+def _worker_memory_kib(server: LiveServer, field: str) -> int:
+    """VmRSS or VmHWM of the gunicorn worker (the master's only child), KiB."""
+    master = server.process.pid
+    (worker,) = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    for line in Path(f"/proc/{worker}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{worker}/status")
+
+
+def test_big_answers_nobody_reads_are_bounded_by_the_inflight_budget(
+    live_server: Callable[..., LiveServer],
+) -> None:
+    """64 clients ask for a 6 MB answer (1 MB of escaped control characters) and never
+    read it: held answers fill only the big half of PYEXEC_INFLIGHT_MB (8 MB here, one
+    answer), the rest get 503 overloaded, a hello is still served, and the worker's
+    memory grows by the budget and the answers being built, not by 64 x 6 MB."""
+    server = live_server(PYEXEC_INFLIGHT_MB="16", PYEXEC_BODY_MIN_RATE=str(1024**3))
+    body = json.dumps(
+        {"script": "def main():\n    print('\\x01' * (1024 * 1024))\n    return 1\n"}
+    ).encode()
+    request = (
+        b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    before = _worker_memory_kib(server, "VmRSS")
+    attackers = []
+    for _ in range(ATTACKERS):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(request)
+        attackers.append(sock)
+        time.sleep(0.1)  # paced, so that admission lets them all run
+    try:
+        _still_serving(server)
+        replies = [_read_reply(sock, timeout=30)[0] for sock in attackers]
+    finally:
+        for sock in attackers:
+            sock.close()
+    grown_mib = (_worker_memory_kib(server, "VmHWM") - before) / 1024
+    heads = [reply.split(b"\r\n", 1)[0] for reply in replies]
+    refused = [reply for reply in replies if reply.startswith(b"HTTP/1.1 503")]
+    assert len(refused) > ATTACKERS // 2, heads
+    for reply in refused:
+        answer = json.loads(reply.partition(b"\r\n\r\n")[2])
+        check_schema(503, answer)
+        assert answer["kind"] == "overloaded"
+    assert any(
+        "PYEXEC_INFLIGHT_MB" in json.loads(r.partition(b"\r\n\r\n")[2])["error"] for r in refused
+    )
+    # Without the budget the worker grew by ~590 MB here; the budget (16) plus 8
+    # answers being built (~15 MB each: the output, its text, the JSON) stays well
+    # under 250.
+    assert grown_mib < 250, grown_mib
 
 
 def test_half_sent_heads_are_dropped_at_their_deadline_and_others_are_served(

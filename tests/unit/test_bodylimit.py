@@ -22,6 +22,7 @@ from werkzeug.test import Client, EnvironBuilder, run_wsgi_app
 
 from pyexec import bodylimit
 from pyexec.bodylimit import BodyLimit
+from pyexec.inflight import InFlight
 from pyexec.schemas import load_schema, validator
 
 LIMIT = 1024
@@ -278,3 +279,80 @@ def test_a_content_length_that_int_cannot_read_gets_an_answer_not_an_exception(
     app = RecordingApp()
     status, _headers, _body = _call(app, _environ(io.BytesIO(b"{}"), declared))
     assert status == (413 if declared.isascii() else 200)
+
+
+def test_a_body_that_does_not_fit_in_flight_gets_503_overloaded_unread() -> None:
+    budget = InFlight(4 * 1024)
+    held = budget.reserve(4000)
+    assert held is not None
+    app = RecordingApp()
+    app_iter, status, headers = run_wsgi_app(
+        BodyLimit(app, LIMIT, READ_TIMEOUT, inflight=budget),
+        _environ(UnreadableInput(), "500"),
+    )
+    body = b"".join(app_iter)
+    assert int(status.split()[0]) == 503
+    _assert_error(503, dict(headers), body, "overloaded")
+    assert dict(headers)["Retry-After"] == "1"
+    assert "PYEXEC_INFLIGHT_MB" in json.loads(body)["error"]
+    assert app.calls == 0
+
+
+def test_an_answer_that_does_not_fit_in_flight_gets_503_and_gives_everything_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    budget = InFlight(8 * 1024 * 1024)
+    big = b"x" * (2 * 1024 * 1024)  # over LARGE_BYTES; the large half holds 4 MB
+    other = budget.reserve(3 * 1024 * 1024)
+    assert other is not None
+    closed = []
+
+    class Answer(list[bytes]):
+        def close(self) -> None:
+            closed.append(True)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Length", str(len(big)))])
+        return Answer([big])
+
+    with caplog.at_level(logging.WARNING, logger="pyexec.http"):
+        app_iter, status, headers = run_wsgi_app(
+            BodyLimit(app, LIMIT, READ_TIMEOUT, inflight=budget),
+            _environ(io.BytesIO(b"{}"), "2"),
+        )
+        body = b"".join(app_iter)
+    assert int(status.split()[0]) == 503
+    _assert_error(503, dict(headers), body, "overloaded")
+    assert closed == [True]
+    assert budget.used() == (3 * 1024 * 1024, 3 * 1024 * 1024)  # the body's 2 bytes are back
+    (record,) = [r for r in caplog.records if r.name == "pyexec.http"]
+    assert record.__dict__["fields"]["kind"] == "overloaded"
+    assert record.__dict__["fields"]["bytes"] == len(big)
+
+
+def test_body_and_answer_are_held_until_the_server_closes_the_answer() -> None:
+    budget = InFlight(1024 * 1024)
+    app = RecordingApp()
+    app_iter, status, _headers = run_wsgi_app(
+        BodyLimit(app, LIMIT, READ_TIMEOUT, inflight=budget), _environ(io.BytesIO(b"{}"), "2")
+    )
+    assert status.startswith("200")
+    assert budget.used()[0] == 2  # the body; RecordingApp's answer has no Content-Length
+    assert b"".join(app_iter) == b"ok"
+    app_iter.close()  # type: ignore[attr-defined]
+    assert budget.used() == (0, 0)
+
+
+def test_a_failed_body_gives_its_reservation_back() -> None:
+    budget = InFlight(1024 * 1024)
+    for environ in (
+        _environ(StalledInput(), "100"),
+        _environ(io.BytesIO(b"x" * (LIMIT + 10)), None, chunked=True),
+    ):
+        app_iter, status, _headers = run_wsgi_app(
+            BodyLimit(RecordingApp(), LIMIT, READ_TIMEOUT, inflight=budget), environ
+        )
+        b"".join(app_iter)
+        assert status[:3] in ("408", "413")
+    assert budget.used() == (0, 0)

@@ -155,6 +155,23 @@ def test_a_largest_jail_above_half_the_memory_budget_fails() -> None:
     assert "2047" in message
 
 
+def test_a_largest_body_above_half_the_inflight_budget_fails() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(
+            {"PYEXEC_INFLIGHT_MB": "4", "PYEXEC_MAX_BODY_BYTES": str(2 * 1024 * 1024 + 1)}
+        )
+    assert str(caught.value).startswith(
+        "PYEXEC_MAX_BODY_BYTES must not be above half of PYEXEC_INFLIGHT_MB (4 MB)"
+    )
+
+
+def test_a_largest_body_equal_to_half_the_inflight_budget_is_accepted() -> None:
+    settings = load_settings(
+        {"PYEXEC_INFLIGHT_MB": "4", "PYEXEC_MAX_BODY_BYTES": str(2 * 1024 * 1024)}
+    )
+    assert settings.inflight_mb == 4
+
+
 def test_a_largest_jail_equal_to_half_the_memory_budget_is_accepted() -> None:
     settings = load_settings({"PYEXEC_MAX_MEMORY_MB": "1024", "PYEXEC_MEMORY_BUDGET_MB": "2048"})
     assert settings.memory_budget_mb == 2048
