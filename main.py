@@ -6,15 +6,18 @@ serves the same app for development.
 
 Endpoints (docs/api.md has every field; ``schemas/`` every body)
 ----------------------------------------------------------------
-``POST /execute`` with ``Content-Type: application/json`` and ``{"script": "<source>"}``.
+``POST /execute`` with ``Content-Type: application/json`` and ``{"script": "<source>"}``
+(optionally ``input`` for ``main(input)``, ``files`` to write into the working
+directory, ``output_files`` patterns of files to return, and limits).
 The script must define ``main()``; it runs once in a fresh nsjail jail.
 
 - 200 ``{"result": <main()'s JSON value>, "stdout": "<printed text>", "stderr",
-  "stdout_truncated", "stderr_truncated", "usage", "limits"}``
+  "stdout_truncated", "stderr_truncated", "usage", "limits"}`` (and ``files``,
+  ``files_collected`` when ``output_files`` was sent, on 400 answers too)
 - 400 ``{"error": "...", "kind": "...", "stdout": "...", ...}``: a bad request
   (``bad_request``, ``invalid_json``) or a script that failed; ``kind`` is one of
   ``syntax_error, exception, no_main, main_not_callable, main_async, main_signature,
-  invalid_result, result_too_large, exited, crashed, timeout, cpu_limit,
+  invalid_result, result_too_large, answer_too_large, exited, crashed, timeout, cpu_limit,
   memory_limit, output_limit, file_size_limit``.
 - 401 ``unauthorized`` when PYEXEC_API_KEYS is set and no valid key came,
   404 ``not_found``, 405 ``method_not_allowed`` (with ``Allow``),

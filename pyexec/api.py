@@ -113,8 +113,8 @@ class Service:
         body = _parse_json(request.get_data(cache=False))
         if isinstance(body, dict) and isinstance(body.get("script"), str):
             flask.g.script_chars = len(body["script"])
-        script, limits = self.validator.validate(body)
-        return self.executor.run(script, limits)
+        script, limits, payload = self.validator.validate(body)
+        return self.executor.run(script, limits, payload)
 
     def openapi(self) -> Outcome:
         """GET /openapi.json: the OpenAPI 3.1 document, built from schemas/."""

@@ -31,7 +31,7 @@ from typing import Any
 
 from pyexec.answers import to_wsgi
 from pyexec.deadlines import WATCHDOG, Watch
-from pyexec.errors import BodyTooLarge, Overloaded, RequestTimeout
+from pyexec.errors import AnswerTooLarge, BodyTooLarge, Overloaded, RequestTimeout
 from pyexec.inflight import InFlight, Reservation
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -98,6 +98,20 @@ class BodyLimit:
     def _too_slow(self, wanted: int) -> RequestTimeout:
         seconds = self.read_timeout + wanted / self.min_rate
         return RequestTimeout(f"The request body did not arrive within {seconds:.3g} s.")
+
+    def _never_fits(self, size: int) -> AnswerTooLarge:
+        """The final refusal of an answer no budget state could hold, logged."""
+        largest = self.inflight.large_budget_bytes
+        log.warning(
+            "answer larger than the in-flight budget can hold",
+            extra={"fields": {"kind": "answer_too_large", "bytes": size, "limit_bytes": largest}},
+        )
+        return AnswerTooLarge(
+            f"The answer would be {size} bytes of JSON, more than the {largest} bytes this "
+            "service holds for one answer (half of PYEXEC_INFLIGHT_MB); the run's output "
+            "is lost. Return less: fewer or smaller files (text full of control "
+            "characters grows up to 6 times as JSON), or less printed output."
+        )
 
     def _full(self, what: str, size: int) -> Overloaded:
         """The 503 for bytes that do not fit, and a log line for operators."""
@@ -170,6 +184,8 @@ class BodyLimit:
             _close(result)
             if body is not None:
                 body.release()
+            if not self.inflight.could_ever_fit(length):
+                return to_wsgi(self._never_fits(length), start_response)
             return to_wsgi(self._full("answer", length), start_response)
         start_response(*started)
         sock: socket.socket | None = environ.get("gunicorn.socket")

@@ -24,8 +24,8 @@ class PyexecError(Exception):
 
 
 class RequestError(PyexecError):
-    """The request body does not match schemas/request.schema.json
-    (``details``: ``field``, ``maximum``)."""
+    """The request body does not match schemas/request.schema.json, or its input or
+    files break a rule (``details``: ``field``, ``maximum``, ``index``, ``path``)."""
 
     kind = "bad_request"
 
@@ -46,6 +46,13 @@ class BodyTooLarge(PyexecError):
     """The body is over PYEXEC_MAX_BODY_BYTES."""
 
     kind = "body_too_large"
+
+
+class AnswerTooLarge(PyexecError):
+    """The answer is larger than the in-flight budget can ever hold for one answer
+    (PYEXEC_INFLIGHT_MB): retrying cannot help."""
+
+    kind = "answer_too_large"
 
 
 class RequestTimeout(PyexecError):

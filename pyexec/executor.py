@@ -27,6 +27,7 @@ from pyexec.jail import Jail
 from pyexec.nsjail_config import load_isolation_facts
 from pyexec.nsjail_log import diagnose
 from pyexec.outcome import interpret
+from pyexec.payload import Payload
 from pyexec.pool import JailPools
 from pyexec.settings import Limits, Settings
 from pyexec.spawn import DEATH_SIGNAL_PREFIX, REAPER
@@ -117,16 +118,19 @@ class Executor:
         """The self-test's result; None while it runs. Starts nothing, never blocks."""
         return self._health
 
-    def run(self, script: str, limits: Limits | None = None) -> Outcome:
-        """Run ``script`` once in a fresh jail: the answer for whatever the script
-        did; raises ShuttingDown, SandboxStarting, SandboxUnavailable or Overloaded."""
+    def run(
+        self, script: str, limits: Limits | None = None, payload: Payload | None = None
+    ) -> Outcome:
+        """Run ``script`` once in a fresh jail, with ``payload``'s input and files: the
+        answer for whatever the script did; raises ShuttingDown, SandboxStarting,
+        SandboxUnavailable or Overloaded."""
         limits = limits or self.settings.default_limits()
         if self._draining.is_set():
             raise shutting_down()
         self._require_health()
         ticket = self.admission.acquire(limits.memory_mb)
         try:
-            return self._run_admitted(script, limits, ticket)
+            return self._run_admitted(script, limits, ticket, payload or Payload())
         except BaseException:
             ticket.release()
             raise
@@ -140,7 +144,9 @@ class Executor:
         if not health.ok:
             raise unavailable(health.reason)
 
-    def _run_admitted(self, script: str, limits: Limits, ticket: Ticket) -> Outcome:
+    def _run_admitted(
+        self, script: str, limits: Limits, ticket: Ticket, payload: Payload
+    ) -> Outcome:
         """Run on an admitted ticket, which the jail gives back once nsjail is reaped
         (a jail that lingers after its answer still holds its slot and memory)."""
         try:
@@ -154,11 +160,11 @@ class Executor:
         with self._active_lock:
             self._active.add(jail)
         try:
-            record = jail.run(script, limits)
+            record = jail.run(script, limits, payload)
         finally:
             with self._active_lock:
                 self._active.discard(jail)
-        outcome = interpret(record, self.settings.max_output_bytes)
+        outcome = interpret(record, self.settings.max_output_bytes, payload.caps)
         if self._draining.is_set() and outcome.status != 200 and record.exit_code is not None:
             raise shutting_down()  # stopped by shutdown, not by its own doing
         return outcome

@@ -61,6 +61,12 @@ class InFlight:
                 self._large_used += size
         return Reservation(self, size)
 
+    def could_ever_fit(self, size: int) -> bool:
+        """Whether ``size`` bytes fit in an empty budget (else refusing them is final)."""
+        if size > LARGE_BYTES:
+            return size <= self.large_budget_bytes
+        return size <= self.budget_bytes
+
     def used(self) -> tuple[int, int]:
         """Bytes held now: (all, by reservations over LARGE_BYTES)."""
         with self._lock:

@@ -24,6 +24,8 @@ from pyexec import nsjail_log, protocol
 from pyexec.cgroups import CgroupSupport, CpuMeter
 from pyexec.command import JailFds, nsjail_argv
 from pyexec.errors import JailStartError, JailUsedError
+from pyexec.files import MAX_LISTED
+from pyexec.payload import Payload
 from pyexec.pipes import Capture, PipeSet
 from pyexec.record import RunRecord
 from pyexec.settings import Limits, Settings
@@ -38,6 +40,9 @@ SMALL_READ_BYTES = 4096
 SMALL_READS_BEFORE_PAUSE = 32  # wake-ups before pausing starts
 COALESCE_SECONDS = 0.005
 REPORT_SLACK_BYTES = 4096  # the report's own fields around a result of the maximum size
+# The listing of returned files in the report: at most MAX_LISTED entries of a
+# path (up to 1024 bytes, each up to 6 in the ASCII-escaped JSON) and a size.
+LISTING_SLACK_BYTES = MAX_LISTED * (6 * 1024 + 100)
 
 
 class Jail:
@@ -170,7 +175,9 @@ class Jail:
             self._log.drain()
         return nsjail_log.summary(bytes(self._log.data))
 
-    def run(self, script: str, limits: Limits | None = None) -> RunRecord:
+    def run(
+        self, script: str, limits: Limits | None = None, payload: Payload | None = None
+    ) -> RunRecord:
         """Hand the script over and collect everything it produced.
 
         The jail is then torn down: at once when the run ended abnormally, else by
@@ -180,19 +187,27 @@ class Jail:
             raise JailUsedError("a jail serves exactly one script, once it is ready")
         self._used = True
         try:
-            return self._run(script, limits or self.settings.default_limits())
+            return self._run(
+                script, limits or self.settings.default_limits(), payload or Payload()
+            )
         except BaseException:
             self.close()
             raise
 
-    def _run(self, script: str, limits: Limits) -> RunRecord:
+    def _run(self, script: str, limits: Limits, payload: Payload) -> RunRecord:
         if limits.memory_mb != self.memory_mb:
             raise JailUsedError("this jail was started with another memory limit")
-        record = RunRecord(limits=limits, startup_cpu_ms=self.startup_cpu_ms)
-        source = script.encode("utf-8", "surrogatepass")
-        request = protocol.request_bytes(
-            limits.cpu_seconds, self.settings.max_result_bytes, source
+        record = RunRecord(
+            limits=limits, startup_cpu_ms=self.startup_cpu_ms, wants_files=payload.wants_files
         )
+        source = script.encode("utf-8", "surrogatepass")
+        meta, data = payload.meta_and_data()
+        request = protocol.request_bytes(
+            limits.cpu_seconds, self.settings.max_result_bytes, source, meta, data
+        )
+        if payload.caps is not None and payload.wants_files:
+            # Room for the returned files and their listing after the report.
+            self._result.cap += payload.caps.max_total_bytes + LISTING_SLACK_BYTES
         # Count the whole jail's CPU from here (its init and all it starts), so the
         # CPU limit holds for the jail, not only per process (RLIMIT_CPU).
         meter = CpuMeter.begin(self._cpu_handle)
@@ -229,6 +244,7 @@ class Jail:
         cpu_budget_ms = limits.cpu_seconds * 1000
         wakeups = 0
         next_check = 0.0
+        report_length: int | None = None
         with PipeSet([*outputs, self._log], self._control_w, request) as pipes:
             while not all(capture.eof for capture in outputs):
                 now = time.monotonic()
@@ -249,10 +265,14 @@ class Jail:
                     time.sleep(COALESCE_SECONDS)  # a dripping writer: read in batches
                 if stdout.truncated or self._result.truncated:
                     break
-                if protocol.first_line(self._result.data) is not None:
+                if report_length is None:
+                    report_length = protocol.report_length(self._result.data, record.wants_files)
+                if report_length is not None and len(self._result.data) >= report_length:
                     break
         reported = (
-            not self._result.truncated and protocol.first_line(self._result.data) is not None
+            not self._result.truncated
+            and report_length is not None
+            and len(self._result.data) >= report_length
         )
         if reported and not stdout.truncated:
             # The runner flushed stdout before it wrote its report, so what it

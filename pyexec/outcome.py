@@ -8,7 +8,8 @@ import signal
 from typing import Any
 
 from pyexec.answers import Outcome, error
-from pyexec.protocol import MAX_INT_DIGITS, first_line
+from pyexec.files import FileCaps, answer_entries
+from pyexec.protocol import MAX_INT_DIGITS, first_line, split_report
 from pyexec.record import RunRecord
 from pyexec.runner import MAX_TRACEBACK_FRAMES
 from pyexec.schemas import load_schema, validator
@@ -62,11 +63,13 @@ def _decode(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
-def _parse_report(record: RunRecord) -> dict[str, Any] | None:
-    """The runner's report if it is one the runner could have written, else None."""
-    payload = first_line(record.report)
-    if payload is None or record.report_truncated:
+def _parse_report(record: RunRecord, caps: FileCaps | None) -> dict[str, Any] | None:
+    """The runner's report if it is one the runner could have written, else None;
+    with the returned files' answer entries in ``files`` when they were asked for."""
+    frame = split_report(record.report, record.wants_files)
+    if frame is None or record.report_truncated:
         return None
+    payload, blob = frame
     try:
         report = json.loads(
             payload,
@@ -77,6 +80,13 @@ def _parse_report(record: RunRecord) -> dict[str, Any] | None:
     except (ValueError, RecursionError):
         return None
     if not isinstance(report, dict):
+        return None
+    if record.wants_files:
+        entries = answer_entries(report.get("files"), blob, caps) if caps else None
+        if entries is None:
+            return None
+        report["files"] = entries
+    elif "files" in report:
         return None
     if report.get("status") == "ok" and "result" in report:
         return report
@@ -265,8 +275,16 @@ def _usage(record: RunRecord, report: dict[str, Any] | None) -> dict[str, float]
 def _run_fields(
     record: RunRecord, report: dict[str, Any] | None, limits: Limits
 ) -> dict[str, Any]:
-    """The fields every answer about a run carries (schemas/run.schema.json)."""
+    """The fields every answer about a run carries (schemas/run.schema.json); with
+    ``files`` and ``files_collected`` when the request had output_files (collected
+    only when the runner reported: a killed run's files are not read)."""
+    files: dict[str, Any] = {}
+    if record.wants_files:
+        collected = report is not None and _answers_with_report(record)
+        files["files"] = report["files"] if collected and report is not None else []
+        files["files_collected"] = collected
     return {
+        **files,
         "stdout": _decode(record.stdout),
         "stderr": _decode(record.stderr),
         "stdout_truncated": record.stdout_truncated,
@@ -280,11 +298,21 @@ def _run_fields(
     }
 
 
-def interpret(record: RunRecord, max_output_bytes: int) -> Outcome:
+def _answers_with_report(record: RunRecord) -> bool:
+    """Whether the answer comes from the runner's report: no limit was hit first."""
+    return not (
+        record.stdout_truncated
+        or record.report_truncated
+        or record.cpu_exceeded
+        or record.timed_out
+    )
+
+
+def interpret(record: RunRecord, max_output_bytes: int, caps: FileCaps | None = None) -> Outcome:
     """The client's answer for one run. Limits hit take precedence over reports."""
     assert record.limits is not None
     limits = record.limits
-    report = _parse_report(record)
+    report = _parse_report(record, caps)
     common = _run_fields(record, report, limits)
     if record.stdout_truncated:
         return error(
@@ -323,6 +351,7 @@ def interpret(record: RunRecord, max_output_bytes: int) -> Outcome:
         # a report that does not make a valid answer is not the runner's.
         if _SCHEMAS[answer.status == 200].is_valid(answer.body):
             return answer
+        common = _run_fields(record, None, limits)  # nothing of a forged report
     if first_line(record.report) is not None and record.exit_code is None:
         return error(
             "crashed",

@@ -41,3 +41,5 @@ class RunRecord:
     wall_seconds: float = 0.0
     log: bytes = b""
     limits: Limits | None = None
+    # The request had output_files: the report is followed by the files' bytes.
+    wants_files: bool = False

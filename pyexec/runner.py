@@ -62,21 +62,61 @@ def parse_ready(line: bytes) -> float | None:
         return None
 
 
-def request_bytes(cpu_seconds: int, max_result_bytes: int, source: bytes) -> bytes:
-    """The request: its header line, then the script's source."""
-    header = f"{cpu_seconds} {max_result_bytes} {len(source)}"
-    return header.encode() + LINE_END + source
+def request_bytes(
+    cpu_seconds: int, max_result_bytes: int, source: bytes, meta: bytes = b"", data: bytes = b""
+) -> bytes:
+    """The request: its header line, the script's source, then (only when the request
+    has input or files) the meta JSON and the input files' bytes."""
+    header = f"{cpu_seconds} {max_result_bytes} {len(source)} {len(meta)} {len(data)}"
+    return header.encode() + LINE_END + source + meta + data
 
 
-def parse_request_header(line: bytes) -> tuple[int, int, int]:
-    """(cpu_seconds, max_result_bytes, source length) of a request's header line."""
-    cpu_seconds, max_result_bytes, length = (int(field) for field in line.split())
-    return cpu_seconds, max_result_bytes, length
+def parse_request_header(line: bytes) -> tuple[int, int, int, int, int]:
+    """(cpu_seconds, max_result_bytes, source, meta and data lengths) of a request's
+    header line."""
+    cpu_seconds, max_result_bytes, source, meta, data = (int(field) for field in line.split())
+    return cpu_seconds, max_result_bytes, source, meta, data
 
 
-def report_frame(payload: bytes) -> bytes:
-    """A report as it travels: the JSON text, then the line end."""
-    return payload + LINE_END
+def report_frame(payload: bytes, files: bytes | None = None) -> bytes:
+    """A report as it travels: the JSON text and the line end; when files were asked
+    for, then their length on a line of its own and their bytes."""
+    if files is None:
+        return payload + LINE_END
+    return payload + LINE_END + str(len(files)).encode() + LINE_END + files
+
+
+def report_length(received: bytes | bytearray, with_files: bool) -> int | None:
+    """How long the whole report frame is, once that can be told from ``received``
+    (None before); a frame whose length line is not a number is as long as
+    what has arrived (complete, and not the runner's)."""
+    payload = first_line(received)
+    if payload is None:
+        return None
+    end = len(payload) + len(LINE_END)
+    if not with_files:
+        return end
+    size = first_line(received[end : end + 24])
+    if size is None:
+        return None if len(received) < end + 24 else len(received)
+    if not size.isdigit():
+        return len(received)
+    return end + len(size) + len(LINE_END) + int(size)
+
+
+def split_report(received: bytes, with_files: bool) -> tuple[bytes, bytes] | None:
+    """(the report's JSON text, the files' bytes) of a whole frame, else None."""
+    length = report_length(received, with_files)
+    payload = first_line(received)
+    if length is None or payload is None or length != len(received):
+        return None
+    if not with_files:
+        return payload, b""
+    end = len(payload) + len(LINE_END)
+    size = first_line(received[end:])
+    if size is None or not size.isdigit():
+        return None
+    return payload, received[end + len(size) + len(LINE_END) :]
 
 
 def first_line(received: bytes | bytearray) -> bytes | None:
@@ -125,7 +165,7 @@ class Report(Exception):
         self.payload.update(extra)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
@@ -150,6 +190,18 @@ def _user_frames(tb: Any) -> list[dict[str, Any]]:
     return frames[-MAX_TRACEBACK_FRAMES:]
 
 
+def _release_frames(tb: Any) -> None:
+    """Drop the locals of the frames a MemoryError went through, so that what the
+    script was building is freed before the report needs memory of its own (the
+    traceback module may still have to be imported). Line numbers and code stay."""
+    while tb is not None:
+        try:
+            tb.tb_frame.clear()
+        except RuntimeError:
+            pass  # a frame still running: the runner's own
+        tb = tb.tb_next
+
+
 def _exception_report(exc: BaseException, phase: str) -> Report:
     """Turn an exception raised by the script into its report."""
     if isinstance(exc, SystemExit):
@@ -167,6 +219,8 @@ def _exception_report(exc: BaseException, phase: str) -> Report:
             f"The script called sys.exit({shown}) {phase} instead of returning from main().",
             exit_code=1,
         )
+    if isinstance(exc, MemoryError):
+        _release_frames(exc.__traceback__)
     frames = _user_frames(exc.__traceback__)
     exc_type = str.__str__(type(exc).__name__)[:200]
     traceback = _import_traceback()
@@ -368,7 +422,7 @@ def _limit_cpu(seconds: int) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (used + seconds, used + seconds))
 
 
-def _load_main(source: str) -> Any:
+def _load_main(source: str, with_input: bool = False) -> Any:
     """Compile and execute the script's module code; return its ``main``."""
     code = _compile(source)
     _SCRIPT_SOURCE.append(source)
@@ -387,7 +441,7 @@ def _load_main(source: str) -> Any:
             "main_not_callable",
             f"main is a {type(main).__name__}, not a function; define `def main():`.",
         )
-    _check_callable_without_arguments(main)
+    _check_signature(main, with_input)
     return main
 
 
@@ -408,8 +462,10 @@ def _compile(source: str) -> types.CodeType:
         raise Report("syntax_error", f"The script cannot be compiled: {exc}.") from None
 
 
-def _check_callable_without_arguments(main: Any) -> None:
-    """Refuse an async main or one that needs arguments (main_async, main_signature)."""
+def _check_signature(main: Any, with_input: bool) -> None:
+    """Refuse an async main, or one that cannot be called as it will be: ``main()``,
+    or ``main(input)`` when the request has "input" (main_async, main_signature)."""
+    wanted = 1 if with_input else 0
     if isinstance(main, types.FunctionType):
         # The common case, without importing inspect: read the code object.
         code = main.__code__
@@ -417,7 +473,8 @@ def _check_callable_without_arguments(main: Any) -> None:
             raise _async_main()
         required = code.co_argcount - len(main.__defaults__ or ())
         kw_required = code.co_kwonlyargcount - len(main.__kwdefaults__ or {})
-        if required <= 0 and kw_required <= 0:
+        takes = code.co_argcount if not code.co_flags & 0x04 else wanted  # CO_VARARGS
+        if required <= wanted <= takes and kw_required <= 0:
             return
     import inspect
 
@@ -428,12 +485,19 @@ def _check_callable_without_arguments(main: Any) -> None:
     except (TypeError, ValueError):
         return
     try:
-        signature.bind()
+        signature.bind(*([None] * wanted))
     except TypeError:
-        raise Report(
-            "main_signature",
-            f"main{signature} needs arguments, but it is called with none; define `def main():`.",
-        ) from None
+        if with_input:
+            message = (
+                f'main{signature} cannot take the request\'s "input" as its one argument; '
+                'define `def main(input):`, or leave "input" out of the request.'
+            )
+        else:
+            message = (
+                f'main{signature} needs arguments, but the request has no "input"; '
+                'define `def main():`, or send "input" to have it passed to main.'
+            )
+        raise Report("main_signature", message) from None
 
 
 def _async_main() -> Report:
@@ -444,10 +508,12 @@ def _async_main() -> Report:
     )
 
 
-def _run(source: str) -> dict[str, Any]:
-    main = _load_main(source)
+def _run(source: str, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    meta = meta or {}
+    with_input = "input" in meta
+    main = _load_main(source, with_input)
     try:
-        value = main()
+        value = main(meta["input"]) if with_input else main()
     except BaseException as exc:
         raise _exception_report(exc, "in main()") from None
     if isinstance(value, types.GeneratorType):
@@ -504,6 +570,7 @@ def _encode(report: dict[str, Any], max_bytes: int) -> bytes:
                     f"the limit is {max_bytes} bytes.",
                     size_bytes=len(result),
                     limit_bytes=max_bytes,
+                    **({"files": report["files"]} if "files" in report else {}),
                 ).payload,
                 max_bytes,
             )
@@ -513,8 +580,13 @@ def _encode(report: dict[str, Any], max_bytes: int) -> bytes:
         )
         return ("{" + ", ".join(fields) + "}").encode("ascii")
     data = _dump(report).encode("ascii")
-    if len(data) > max_bytes:
-        report = {key: report[key] for key in ("status", "kind", "error")}
+    listing = len(_dump(report["files"])) if "files" in report else 0
+    if len(data) - listing > max_bytes:
+        # The listing has room of its own on the channel (the service's cap counts
+        # it apart); the rest of an error report is held to the result's limit.
+        report = {
+            key: report[key] for key in ("status", "kind", "error", "files") if key in report
+        }
         data = _dump(report).encode("ascii")
     return data
 
@@ -542,26 +614,37 @@ def _final_report(
             type=type(exc).__name__,
         ).payload
         unencodable["usage"] = report["usage"]
+        if "files" in report:
+            unencodable["files"] = report["files"]
         return _encode(unencodable, max_result_bytes)
 
 
-def _read_request(fd: int) -> tuple[int, int, str]:
-    """(cpu_seconds, max_result_bytes, script) from the control pipe, which stays
-    open: the service closes it once it has measured the jail (see main)."""
+def _read_request(fd: int) -> tuple[int, int, str, memoryview, memoryview]:
+    """(cpu_seconds, max_result_bytes, script, meta, data) from the control pipe, which
+    stays open: the service closes it once it has measured the jail (see main).
+
+    The body is read into one buffer of its announced size: appending chunk by chunk
+    would copy megabytes of input files over and over."""
     data = b""
     while (header := first_line(data)) is None:
         chunk = os.read(fd, 1 << 16)
         if not chunk:
             raise EOFError("the service sent no request")
         data += chunk
-    body = data[len(header) + len(LINE_END) :]
-    cpu_seconds, max_result_bytes, length = parse_request_header(header)
-    while len(body) < length:
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
+    cpu_seconds, max_result_bytes, source_len, meta_len, data_len = parse_request_header(header)
+    body = bytearray(source_len + meta_len + data_len)
+    view = memoryview(body)
+    got = data[len(header) + len(LINE_END) :]
+    view[: len(got)] = got
+    filled = len(got)
+    while filled < len(body):
+        count = os.readv(fd, [view[filled:]])
+        if not count:
             raise EOFError("the request was cut short")
-        body += chunk
-    return cpu_seconds, max_result_bytes, body.decode("utf-8", "surrogatepass")
+        filled += count
+    source = bytes(view[:source_len]).decode("utf-8", "surrogatepass")
+    meta_end = source_len + meta_len
+    return cpu_seconds, max_result_bytes, source, view[source_len:meta_end], view[meta_end:]
 
 
 def _site_lite() -> None:
@@ -578,14 +661,211 @@ def _site_lite() -> None:
     builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
 
 
-def _run_reported(source: str) -> dict[str, Any]:
-    """Run the script; its report whatever happens (a success or an error)."""
+def _run_reported(
+    source: str, meta: dict[str, Any] | None = None, data: memoryview | None = None
+) -> dict[str, Any]:
+    """Write the request's files, run the script; its report whatever happens (a
+    success or an error)."""
+    meta = meta or {}
     try:
-        return _run(source)
+        if "files" in meta and data is not None:
+            _write_files(meta["files"], data)
+            # Free the request's copy: the files are in /data now, and their pages
+            # there already count against the jail's memory.
+            data.release()
+        return _run(source, meta)
     except Report as failure:
         return failure.payload
     except BaseException as exc:
         return _exception_report(exc, "while checking the result").payload
+
+
+def _parse_meta(meta: memoryview) -> dict[str, Any]:
+    """The request's meta JSON; empty (and json never imported) for a bare script."""
+    if not meta:
+        return {}
+    import json
+
+    parsed: dict[str, Any] = json.loads(bytes(meta))
+    if "output_files" in parsed:
+        # Imported now, before the request's files are written: an uploaded
+        # fnmatch.py or stat.py must not stand in for them when files are collected.
+        import fnmatch  # noqa: F401
+        import stat  # noqa: F401
+    return parsed
+
+
+def _write_files(files: list[list[Any]], data: memoryview) -> None:
+    """The request's files into the working directory, before the script is loaded.
+
+    The service checked every path (relative, no '..', no file inside another); each
+    file is created new and never through a symlink, in a directory nothing else has
+    written to yet."""
+    offset = 0
+    for path, size in files:
+        parent = os.path.dirname(path)
+        try:
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+            fd = os.open(
+                path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
+            )
+            try:
+                _write_all(fd, data[offset : offset + size])
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise _exception_report(exc, f"while writing the request's file {path!r}") from None
+        offset += size
+
+
+def _collect_from(
+    workdir: str, patterns: list[str], caps: list[int]
+) -> tuple[list[dict[str, Any]], bytes]:
+    """_collect_files in the working directory, wherever the script moved to."""
+    try:
+        os.chdir(workdir)
+    except OSError:
+        return [], b""
+    return _collect_files(patterns, caps)
+
+
+def _collect_files(patterns: list[str], caps: list[int]) -> tuple[list[dict[str, Any]], bytes]:
+    """The working directory's files that match ``patterns``: their listing for the
+    report, and the bytes of those that are sent (in listing order).
+
+    Walked without following a symlink; each file is opened without following one and
+    without blocking (a FIFO must not hang the runner), and sent only when the open
+    file is a regular one. What is over a cap, or not a regular file, is listed with
+    the reason and no bytes."""
+    max_files, max_file_bytes, max_total_bytes = caps
+    listing: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
+    total = 0
+    for path in _matching(patterns):
+        try:
+            entry, content = _read_returned(path, max_file_bytes)
+        except OSError:
+            continue  # removed (or replaced) by the script's own processes meanwhile
+        if content is not None and len(chunks) >= max_files:
+            entry["omitted"], content = "too_many_files", None
+        elif content is not None and total + len(content) > max_total_bytes:
+            entry["omitted"], content = "total_too_large", None
+        if content is not None:
+            chunks.append(content)
+            total += len(content)
+        listing.append(entry)
+    return listing, b"".join(chunks)
+
+
+def _read_returned(path: str, max_file_bytes: int) -> tuple[dict[str, Any], bytes | None]:
+    """One matched path: its listing entry, and its bytes when it is sent."""
+    import stat
+
+    info = os.lstat(path)  # OSError when it vanished since the walk: not listed
+    if stat.S_ISLNK(info.st_mode):
+        return {"path": path, "size": info.st_size, "omitted": "symlink"}, None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return {"path": path, "size": info.st_size, "omitted": "not_regular"}, None
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            return {"path": path, "size": opened.st_size, "omitted": "not_regular"}, None
+        if opened.st_size > max_file_bytes:
+            return {"path": path, "size": opened.st_size, "omitted": "file_too_large"}, None
+        parts = []
+        left = opened.st_size
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+            parts.append(chunk)
+            left -= len(chunk)
+        content = b"".join(parts)
+    finally:
+        os.close(fd)
+    return {"path": path, "size": len(content)}, content
+
+
+MAX_WALK_DEPTH = 16  # a path the service accepts has at most this many components
+MAX_MATCHED = 2048  # the working directory's inode limit (nsjail.cfg)
+
+
+MAX_PATH_BYTES = 1024  # as the service's path rules (pyexec/files.py)
+
+
+def _matching(patterns: list[str]) -> list[str]:
+    """Relative paths (sorted) of the entries below the working directory that match
+    any pattern; directories are walked, not listed, each opened without following a
+    symlink. A path the service would refuse as a file path (a name that is not
+    UTF-8 or has a backslash, over MAX_PATH_BYTES, deeper than MAX_WALK_DEPTH)
+    matches nothing."""
+    compiled = [pattern.split("/") for pattern in patterns]
+    found: list[str] = []
+    pending: list[list[str]] = [[]]
+    while pending and len(found) < MAX_MATCHED:
+        prefix = pending.pop()
+        for name, is_dir in _directory_entries("/".join(prefix) or "."):
+            parts = [*prefix, name]
+            if len("/".join(parts).encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+                continue
+            if is_dir:
+                if len(parts) < MAX_WALK_DEPTH:
+                    pending.append(parts)
+            elif any(_glob_match(pattern, parts) for pattern in compiled):
+                found.append("/".join(parts))
+    return sorted(found)[:MAX_MATCHED]
+
+
+def _directory_entries(directory: str) -> list[tuple[str, bool]]:
+    """(name, is a directory) of a directory's entries whose names the service would
+    accept; none when it cannot be opened as a directory without following a symlink
+    (it was replaced by one since the walk saw it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return []
+    entries = []
+    try:
+        with os.scandir(fd) as listing:
+            for entry in listing:
+                name = entry.name
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:
+                    continue
+                if "\\" not in name:
+                    entries.append((name, entry.is_dir(follow_symlinks=False)))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return entries
+
+
+def _glob_match(pattern: list[str], parts: list[str]) -> bool:
+    """Whether path components match pattern components: ``*``, ``?`` and ``[...]``
+    within a component, ``**`` for zero or more components; a name that starts with
+    "." matches only a pattern component that starts with "." (``**`` never does)."""
+    from fnmatch import fnmatchcase
+
+    # reachable[j]: the first i pattern components can match the first j parts.
+    reachable = [True] + [False] * len(parts)
+    for component in pattern:
+        if component == "**":
+            step = [False] * (len(parts) + 1)
+            for j in range(len(parts) + 1):
+                step[j] = reachable[j] or (
+                    j > 0 and step[j - 1] and not parts[j - 1].startswith(".")
+                )
+        else:
+            step = [False] + [
+                reachable[j]
+                and (component.startswith(".") or not parts[j].startswith("."))
+                and fnmatchcase(parts[j], component)
+                for j in range(len(parts))
+            ]
+        reachable = step
+    return reachable[len(parts)]
 
 
 def _send_report(
@@ -593,8 +873,10 @@ def _send_report(
     report: dict[str, Any],
     ready_usage: resource.struct_rusage,
     max_result_bytes: int,
+    files: bytes | None = None,
 ) -> None:
-    """Flush what the script printed, then write the report on the result fd."""
+    """Flush what the script printed, then write the report (and the returned files'
+    bytes, when they were asked for) on the result fd."""
     try:
         data = _final_report(report, ready_usage, max_result_bytes)
     except BaseException:
@@ -605,7 +887,7 @@ def _send_report(
         except Exception:
             pass
     try:
-        _write_all(result_fd, report_frame(data))
+        _write_all(result_fd, report_frame(data, files))
     except OSError:
         pass  # the script closed or broke the result fd: the service sees no result
 
@@ -624,14 +906,23 @@ def main() -> None:
     runner_pid = os.getpid()
     ready_usage = resource.getrusage(resource.RUSAGE_SELF)
     _write_all(result_fd, ready_line(_cpu_ms(ready_usage)))
-    cpu_seconds, max_result_bytes, source = _read_request(control_fd)
+    cpu_seconds, max_result_bytes, source, meta_bytes, data = _read_request(control_fd)
     os.set_inheritable(control_fd, False)
     _limit_cpu(cpu_seconds)
     sys.argv = ["script"]
-    report = _run_reported(source)
+    # The working directory (nsjail.cfg's cwd, empty until now) holds the request's
+    # files, and modules uploaded there are imported from it.
+    workdir = os.getcwd()
+    sys.path.insert(0, workdir)
+    meta = _parse_meta(meta_bytes)
+    meta_bytes.release()  # with data's release, the request's buffer is freed
+    report = _run_reported(source, meta, data)
     if os.getpid() != runner_pid:
         os._exit(0)  # a forked child returned from main(): only the runner reports
-    _send_report(result_fd, report, ready_usage, max_result_bytes)
+    files = None
+    if "output_files" in meta:
+        report["files"], files = _collect_from(workdir, meta["output_files"], meta["caps"])
+    _send_report(result_fd, report, ready_usage, max_result_bytes, files)
     try:
         # Stay alive until the service has read the jail's cgroup figures (it
         # closes the control pipe then): they go with the jail when it exits.

@@ -13,6 +13,7 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 
 from pyexec.errors import RequestError
+from pyexec.payload import Payload, payload_from_body
 from pyexec.settings import Limits, Settings
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -53,6 +54,7 @@ def request_schema(settings: Settings) -> dict[str, Any]:
     properties["timeout_seconds"]["maximum"] = settings.max_timeout_seconds
     properties["cpu_seconds"]["maximum"] = settings.max_cpu_seconds
     properties["memory_mb"]["maximum"] = settings.max_memory_mb
+    properties["files"]["maxItems"] = settings.max_files
     return schema
 
 
@@ -78,15 +80,22 @@ class RequestValidator:
         self.schema = request_schema(settings)
         self._validator = validator(self.schema)
 
-    def validate(self, body: Any) -> tuple[str, Limits]:
-        """The script and its limits, or RequestError with one sentence saying what to fix."""
+    def validate(self, body: Any) -> tuple[str, Limits, Payload]:
+        """The script, its limits and its data, or RequestError with one sentence saying
+        what to fix."""
         errors = sorted(self._validator.iter_errors(body), key=lambda e: list(e.path))
         if errors:
             problem = errors[0]
             details: dict[str, Any] = {}
-            if problem.absolute_path:
-                details["field"] = str(problem.absolute_path[0])
-            if problem.validator == "maximum":
+            where = list(problem.absolute_path)
+            if where:
+                details["field"] = str(where[0])
+            if len(where) > 1 and where[0] in ("files", "output_files"):
+                details["index"] = where[1]
+                item = body[where[0]][where[1]]
+                if isinstance(item, dict) and isinstance(item.get("path"), str):
+                    details["path"] = item["path"]
+            if problem.validator in ("maximum", "maxItems"):
                 details["maximum"] = problem.validator_value
             raise RequestError(self._message(body, problem), **details)
         defaults = self.settings.default_limits()
@@ -96,7 +105,7 @@ class RequestValidator:
             memory_mb=int(body.get("memory_mb", defaults.memory_mb)),
         )
         script: str = body["script"]
-        return script, limits
+        return script, limits, payload_from_body(body, self.settings)
 
     def _message(self, body: Any, problem: ValidationError) -> str:
         where = list(problem.absolute_path)
@@ -118,6 +127,8 @@ class RequestValidator:
         value: Any = problem.instance
         if field == "script":
             return self._script_message(problem, value)
+        if field in ("files", "output_files"):
+            return self._files_message(body, field, where, problem)
         if problem.validator == "type":
             wanted = "an integer" if problem.validator_value == "integer" else "a number"
             return f'"{field}" must be {wanted}, not {_json_type(value)}.'
@@ -127,6 +138,39 @@ class RequestValidator:
             relation = "at least" if problem.validator == "minimum" else "more than"
             return f'"{field}" is {value}; it must be {relation} {problem.validator_value}.'
         return f'"{field}" does not match the request schema: {problem.message}.'
+
+    def _files_message(
+        self, body: Any, field: str, where: list[Any], problem: ValidationError
+    ) -> str:
+        """A sentence about a ``files`` or ``output_files`` shape error."""
+        if len(where) == 1:
+            if problem.validator == "maxItems":
+                setting = " (PYEXEC_MAX_FILES)" if field == "files" else ""
+                return (
+                    f'"{field}" has {len(body[field])} items; this server allows at most '
+                    f"{problem.validator_value}{setting}."
+                )
+            shape = (
+                'an array of {"path", "content", "encoding"} objects'
+                if field == "files"
+                else "an array of glob patterns (strings)"
+            )
+            return f'"{field}" must be {shape}, not {_json_type(problem.instance)}.'
+        at = "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in where[1:])
+        if problem.validator == "type":
+            wanted = "an object" if problem.validator_value == "object" else "a string"
+            return f"{field}{at} must be {wanted}, not {_json_type(problem.instance)}."
+        if problem.validator == "required":
+            return f'{field}{at} must have "path" and "content".'
+        if problem.validator == "additionalProperties":
+            return f'{field}{at} may only have "path", "content" and "encoding".'
+        if problem.validator == "enum":
+            return f'{field}{at} must be "utf-8" or "base64".'
+        if problem.validator in ("minLength", "maxLength"):
+            return (
+                f"{field}{at} must be 1 to {256 if field == 'output_files' else 1024} characters."
+            )
+        return f"{field}{at} does not match the request schema: {problem.message}."
 
     def _script_message(self, problem: ValidationError, value: Any) -> str:
         if problem.validator == "type":

@@ -35,13 +35,20 @@ class Settings:
     max_open_files: int = 256
     cpus: int = 1
     max_script_chars: int = 100_000
-    max_body_bytes: int = 256 * 1024
+    # Fits a script, 1 MiB of input and 5 MiB of files as base64 (pyexec/files.py).
+    max_body_bytes: int = 8 * 1024 * 1024
     body_timeout_seconds: float = 10.0
     body_min_rate: int = 64 * 1024
     # Request bodies and unsent answers held at once (pyexec/inflight.py).
     inflight_mb: int = 128
     max_output_bytes: int = 1024 * 1024
     max_result_bytes: int = 1024 * 1024
+    max_input_bytes: int = 1024 * 1024
+    max_files: int = 32
+    max_files_bytes: int = 5 * 1024 * 1024
+    max_output_files: int = 32
+    max_output_file_bytes: int = 5 * 1024 * 1024
+    max_output_files_bytes: int = 10 * 1024 * 1024
     startup_timeout_seconds: float = 30.0
     max_timeout_seconds: float = 60.0
     max_cpu_seconds: int = 60
@@ -92,9 +99,15 @@ _FIELDS: dict[str, tuple[str, type, float, float]] = {
     "PYEXEC_MAX_BODY_BYTES": ("max_body_bytes", int, 1024, 64 * 1024 * 1024),
     "PYEXEC_BODY_TIMEOUT": ("body_timeout_seconds", float, 0.1, 600),
     "PYEXEC_BODY_MIN_RATE": ("body_min_rate", int, 1024, 1024 * 1024 * 1024),
-    "PYEXEC_INFLIGHT_MB": ("inflight_mb", int, 4, 64 * 1024),
+    "PYEXEC_INFLIGHT_MB": ("inflight_mb", int, 16, 64 * 1024),
     "PYEXEC_MAX_OUTPUT_BYTES": ("max_output_bytes", int, 1024, 64 * 1024 * 1024),
     "PYEXEC_MAX_RESULT_BYTES": ("max_result_bytes", int, 1024, 64 * 1024 * 1024),
+    "PYEXEC_MAX_INPUT_BYTES": ("max_input_bytes", int, 1024, 64 * 1024 * 1024),
+    "PYEXEC_MAX_FILES": ("max_files", int, 0, 1024),
+    "PYEXEC_MAX_FILES_BYTES": ("max_files_bytes", int, 0, 64 * 1024 * 1024),
+    "PYEXEC_MAX_OUTPUT_FILES": ("max_output_files", int, 0, 1024),
+    "PYEXEC_MAX_OUTPUT_FILE_BYTES": ("max_output_file_bytes", int, 0, 64 * 1024 * 1024),
+    "PYEXEC_MAX_OUTPUT_FILES_BYTES": ("max_output_files_bytes", int, 0, 64 * 1024 * 1024),
     "PYEXEC_STARTUP_TIMEOUT": ("startup_timeout_seconds", float, 1, 600),
     "PYEXEC_MAX_TIMEOUT": ("max_timeout_seconds", float, 0.1, 3600),
     "PYEXEC_MAX_CPU_SECONDS": ("max_cpu_seconds", int, 1, 3600),

@@ -148,11 +148,13 @@ else
     fail healthz "no 200 within ${HEALTH_WAIT} s (last: ${code:-none} $(cat "$WORK/health" 2> /dev/null))"
 fi
 
-# check NAME EXPECTED_STATUS PYTHON_CONDITION SCRIPT
-# POSTs SCRIPT to /execute; PYTHON_CONDITION is evaluated with the parsed body as `b`.
+# check NAME EXPECTED_STATUS PYTHON_CONDITION SCRIPT [EXTRA_FIELDS_JSON]
+# POSTs SCRIPT (and the extra request fields) to /execute; PYTHON_CONDITION is
+# evaluated with the parsed body as `b`.
 check() {
-    local name=$1 want=$2 cond=$3 script=$4 body status
-    body=$(python3 -c 'import json, sys; print(json.dumps({"script": sys.argv[1]}))' "$script")
+    local name=$1 want=$2 cond=$3 script=$4 extra=${5:-"{}"} body status
+    body=$(python3 -c 'import json, sys; print(json.dumps({"script": sys.argv[1], **json.loads(sys.argv[2])}))' \
+        "$script" "$extra")
     status=$(curl -s -o "$WORK/out" -w '%{http_code}' --max-time 60 -X POST "$URL/execute" \
         -H 'Content-Type: application/json' --data-binary "$body" || true)
     if [ "$status" != "$want" ]; then
@@ -184,6 +186,12 @@ if [ -n "$healthy" ]; then
         $'def main():\n    hog = []\n    while True:\n        hog.append(bytearray(16 * 1024 * 1024))\n'
     check exception 400 'b["kind"] == "exception" and b["exception"]["type"] == "ZeroDivisionError"' \
         $'def main():\n    return 1 / 0\n'
+    check input 200 'b["result"] == {"doubled": [2, 4]}' \
+        $'def main(data):\n    return {"doubled": [2 * n for n in data["numbers"]]}\n' \
+        '{"input": {"numbers": [1, 2]}}'
+    check files 200 'b["result"] == 3 and b["files_collected"] and [(f["path"], f["mime_type"], f["content"]) for f in b["files"]] == [("out/total.csv", "text/csv", "total\n6\n")]' \
+        $'import os\nimport pandas as pd\ndef main():\n    frame = pd.read_csv("in.csv")\n    os.makedirs("out")\n    pd.DataFrame({"total": [int(frame["n"].sum())]}).to_csv("out/total.csv", index=False)\n    return len(frame)\n' \
+        '{"files": [{"path": "in.csv", "content": "n\n1\n2\n3\n"}], "output_files": ["out/*"]}'
     check after-failures 200 'b["result"] == "still fine"' \
         $'def main():\n    return "still fine"\n'
 fi

@@ -62,10 +62,15 @@ def test_threads_and_subprocesses_work(api: Api) -> None:
     assert core(api.run_file("subprocess_works")) == (200, {"result": "42", "stdout": ""})
 
 
-def test_tmp_is_writable(api: Api) -> None:
+def test_tmp_and_the_working_directory_are_writable(api: Api) -> None:
     status, body = api.run_file("tmp_write_read")
     assert status == 200
-    assert body["result"] == {"content": "kept for this run only", "cwd": "/tmp"}
+    assert body["result"] == {
+        "content": "kept for this run only",
+        "cwd": "/data",
+        "cwd_content": "and this",
+        "cwd_was_empty": True,
+    }
 
 
 @pytest.mark.parametrize(

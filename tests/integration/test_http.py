@@ -16,6 +16,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 from pyexec.answers import INTERNAL_MESSAGE, KIND_STATUS, Outcome
 from pyexec.api import Service
 from pyexec.errors import JailUsedError
+from pyexec.settings import Settings
 from tests.support import (
     PROJECT_DIR,
     Api,
@@ -82,18 +83,18 @@ def test_body_over_limit_is_413_before_reading(app_client: FlaskClient) -> None:
     environ = EnvironBuilder(
         path="/execute", method="POST", content_type="application/json", data=b"{}"
     ).get_environ()
-    environ["CONTENT_LENGTH"] = str(256 * 1024 + 1)
+    environ["CONTENT_LENGTH"] = str(MAX_BODY + 1)
     environ["wsgi.input"] = Unreadable()
     chunks, status, _ = run_wsgi_app(app_client.application, environ)
     assert status.startswith("413 ")
     body = json.loads(b"".join(chunks))
     check_schema(413, body)
     assert body["kind"] == "body_too_large"
-    assert "262144 bytes" in body["error"]
+    assert f"{MAX_BODY} bytes" in body["error"]
 
 
 def test_chunked_body_over_limit_is_413(app_client: FlaskClient) -> None:
-    payload = json.dumps({"script": "#" * 300_000}).encode()
+    payload = json.dumps({"script": "#" * (MAX_BODY + 1)}).encode()
     response = app_client.post(
         "/execute",
         input_stream=io.BytesIO(payload),
@@ -146,6 +147,9 @@ def _script_body(name: str, **limits: int) -> dict[str, Any]:
 
 
 # Every error the session app can be made to give: (kind, method, path, request).
+MAX_BODY = Settings.max_body_bytes  # the default the app fixture runs with
+
+
 ERROR_REQUESTS = [
     pytest.param(
         "invalid_json",
@@ -177,7 +181,7 @@ ERROR_REQUESTS = [
         "body_too_large",
         "POST",
         "/execute",
-        {"data": "#" * 300_000, "content_type": "application/json"},
+        {"data": "#" * (MAX_BODY + 1), "content_type": "application/json"},
         id="too-large",
     ),
     pytest.param("not_found", "GET", "/srv/pyexec/main.py", {}, id="unknown-path"),

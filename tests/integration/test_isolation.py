@@ -84,7 +84,17 @@ def test_no_secrets_environment_or_service_files(api: Api) -> None:
     assert result["passwd"] == "FileNotFoundError"
     assert result["service_main"] == "FileNotFoundError"
     assert result["service_dir_exists"] is False
-    assert result["root_entries"] == ["bin", "dev", "lib", "lib64", "opt", "proc", "tmp", "usr"]
+    assert result["root_entries"] == [
+        "bin",
+        "data",
+        "dev",
+        "lib",
+        "lib64",
+        "opt",
+        "proc",
+        "tmp",
+        "usr",
+    ]
     assert result["opt_entries"] == ["sandbox"]
     assert set(result["usr_entries"]) <= {"bin", "lib", "lib64", "local"}
     assert result["usr_local_etc"] is False

@@ -356,3 +356,22 @@ def test_a_failed_body_gives_its_reservation_back() -> None:
         b"".join(app_iter)
         assert status[:3] in ("408", "413")
     assert budget.used() == (0, 0)
+
+
+def test_an_answer_no_budget_could_ever_hold_is_a_final_400_not_a_503() -> None:
+    budget = InFlight(16 * 1024 * 1024)  # one answer over 1 MB may hold at most 8 MB
+    big = b"x" * (9 * 1024 * 1024)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Length", str(len(big)))])
+        return [big]
+
+    app_iter, status, headers = run_wsgi_app(
+        BodyLimit(app, LIMIT, READ_TIMEOUT, inflight=budget), _environ(io.BytesIO(b""), None)
+    )
+    body = b"".join(app_iter)
+    assert int(status.split()[0]) == 400
+    _assert_error(400, dict(headers), body, "answer_too_large")
+    assert "Retry-After" not in dict(headers)
+    assert str(len(big)) in json.loads(body)["error"]
+    assert budget.used() == (0, 0)

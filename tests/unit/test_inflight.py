@@ -59,3 +59,14 @@ def test_concurrent_reserve_and_release_balance_out() -> None:
     for thread in threads:
         thread.join()
     assert budget.used() == (0, 0)
+
+
+def test_could_ever_fit_tells_a_final_refusal_from_a_busy_budget() -> None:
+    budget = InFlight(16 * MIB)
+    assert budget.could_ever_fit(8 * MIB)
+    assert not budget.could_ever_fit(8 * MIB + 1)
+    assert budget.could_ever_fit(LARGE_BYTES)
+    held = budget.reserve(8 * MIB)
+    assert held is not None
+    assert budget.reserve(8 * MIB) is None  # busy now ...
+    assert budget.could_ever_fit(8 * MIB)  # ... but not for ever

@@ -58,13 +58,15 @@ def write_and_close(fd: int, data: bytes) -> None:
         os.close(fd)
 
 
-def read_request_from_pipe(data: bytes) -> tuple[int, int, str]:
-    """runner._read_request of ``data`` written into a real pipe by another thread."""
+def read_request_from_pipe(data: bytes) -> tuple[int, int, str, bytes, bytes]:
+    """runner._read_request of ``data`` written into a real pipe by another thread
+    (meta and data as bytes)."""
     read_end, write_end = os.pipe()
     writer = threading.Thread(target=write_and_close, args=(write_end, data))
     writer.start()
     try:
-        return runner._read_request(read_end)
+        cpu, max_result, source, meta, files = runner._read_request(read_end)
+        return cpu, max_result, source, bytes(meta), bytes(files)
     finally:
         os.close(read_end)
         writer.join()
@@ -74,7 +76,7 @@ SOURCES = [
     pytest.param("def main():\n    return 1\n", id="ASCII"),
     pytest.param("def main():\n    return 'h\u00e9llo \u2603 \U0001d11e'\n", id="non-ASCII"),
     pytest.param("def main():\n    return '\ud800 \udfff'\n", id="lone surrogates"),
-    pytest.param("5 1024 3\nxyz\n", id="a header lookalike in the source"),
+    pytest.param("5 1024 3 0 0\nxyz\n", id="a header lookalike in the source"),
     pytest.param("", id="empty"),
     pytest.param("#" * (16 * PIPE_BUFFER_BYTES) + "\n\u00e9", id="larger than the pipe buffer"),
 ]
@@ -83,26 +85,44 @@ SOURCES = [
 @pytest.mark.parametrize("source", SOURCES)
 def test_a_request_crosses_a_pipe_whole(source: str) -> None:
     request = protocol.request_bytes(7, 1 << 20, source.encode("utf-8", "surrogatepass"))
-    assert read_request_from_pipe(request) == (7, 1 << 20, source)
+    assert read_request_from_pipe(request) == (7, 1 << 20, source, b"", b"")
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_request_with_meta_and_data_crosses_a_pipe_whole(source: str) -> None:
+    meta = b'{"input": [1, "\xc3\xa9"], "files": [["a.bin", 300000]]}'
+    data = bytes(range(256)) * 1171 + b"\n" * 224
+    request = protocol.request_bytes(
+        7, 1 << 20, source.encode("utf-8", "surrogatepass"), meta, data
+    )
+    assert read_request_from_pipe(request) == (7, 1 << 20, source, meta, data)
 
 
 def test_a_request_read_one_byte_at_a_time_is_read_whole(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(runner, "os", types.SimpleNamespace(read=lambda fd, _: os.read(fd, 1)))
+    monkeypatch.setattr(
+        runner,
+        "os",
+        types.SimpleNamespace(
+            read=lambda fd, _: os.read(fd, 1),
+            readv=lambda fd, buffers: os.readv(fd, [buffers[0][:1]]),
+        ),
+    )
     source = "def main():\n    return '\u00e9'\n"
-    request = protocol.request_bytes(3, 2048, source.encode())
-    assert read_request_from_pipe(request) == (3, 2048, source)
+    request = protocol.request_bytes(3, 2048, source.encode(), b'{"input": 1}', b"xyz")
+    assert read_request_from_pipe(request) == (3, 2048, source, b'{"input": 1}', b"xyz")
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
         (b"", "the service sent no request"),
-        (b"5 1024 10", "the service sent no request"),
-        (b"5 1024 10\nabc", "the request was cut short"),
+        (b"5 1024 10 0 0", "the service sent no request"),
+        (b"5 1024 10 0 0\nabc", "the request was cut short"),
+        (b"5 1024 3 2 4\nabc{}xy", "the request was cut short"),
     ],
-    ids=["nothing", "within the header", "within the source"],
+    ids=["nothing", "within the header", "within the source", "within the data"],
 )
 def test_eof_before_the_request_is_whole_raises_eoferror(data: bytes, message: str) -> None:
     with pytest.raises(EOFError, match=f"^{message}$"):
@@ -110,12 +130,14 @@ def test_eof_before_the_request_is_whole_raises_eoferror(data: bytes, message: s
 
 
 def test_a_request_header_round_trips() -> None:
-    header = protocol.first_line(protocol.request_bytes(60, 1 << 26, b"x" * 123))
-    assert header == b"60 67108864 123"
-    assert protocol.parse_request_header(header) == (60, 1 << 26, 123)
+    header = protocol.first_line(protocol.request_bytes(60, 1 << 26, b"x" * 123, b"{}", b"ab"))
+    assert header == b"60 67108864 123 2 2"
+    assert protocol.parse_request_header(header) == (60, 1 << 26, 123, 2, 2)
 
 
-@pytest.mark.parametrize("header", [b"", b"5 1024", b"5 1024 3 4", b"five 1024 3", b"5 1.5 3"])
+@pytest.mark.parametrize(
+    "header", [b"", b"5 1024", b"5 1024 3", b"5 1024 3 4", b"five 1024 3 0 0", b"5 1.5 3 0 0"]
+)
 def test_a_malformed_request_header_raises_valueerror(header: bytes) -> None:
     with pytest.raises(ValueError, match=r"."):
         protocol.parse_request_header(header)

@@ -861,7 +861,10 @@ def test_load_main_returns_a_main_callable_without_arguments(source: str, result
     assert runner._load_main(source)() == result
 
 
-SIGNATURE = "needs arguments, but it is called with none; define `def main():`."
+SIGNATURE = (
+    'needs arguments, but the request has no "input"; define `def main():`, '
+    'or send "input" to have it passed to main.'
+)
 ASYNC = (
     "main() is `async def`; define it with `def` and call asyncio.run(...) inside it if you "
     "need a coroutine."

@@ -27,7 +27,7 @@ def test_defaults_are_the_documented_ones() -> None:
     assert settings.file_size_mb == 10
     assert settings.max_pids == 128
     assert settings.cpus == 1
-    assert settings.max_body_bytes == 256 * 1024
+    assert settings.max_body_bytes == 8 * 1024 * 1024
     assert settings.nsjail_path.endswith("nsjail")
 
 
@@ -158,18 +158,18 @@ def test_a_largest_jail_above_half_the_memory_budget_fails() -> None:
 def test_a_largest_body_above_half_the_inflight_budget_fails() -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings(
-            {"PYEXEC_INFLIGHT_MB": "4", "PYEXEC_MAX_BODY_BYTES": str(2 * 1024 * 1024 + 1)}
+            {"PYEXEC_INFLIGHT_MB": "16", "PYEXEC_MAX_BODY_BYTES": str(8 * 1024 * 1024 + 1)}
         )
     assert str(caught.value).startswith(
-        "PYEXEC_MAX_BODY_BYTES must not be above half of PYEXEC_INFLIGHT_MB (4 MB)"
+        "PYEXEC_MAX_BODY_BYTES must not be above half of PYEXEC_INFLIGHT_MB (16 MB)"
     )
 
 
 def test_a_largest_body_equal_to_half_the_inflight_budget_is_accepted() -> None:
     settings = load_settings(
-        {"PYEXEC_INFLIGHT_MB": "4", "PYEXEC_MAX_BODY_BYTES": str(2 * 1024 * 1024)}
+        {"PYEXEC_INFLIGHT_MB": "16", "PYEXEC_MAX_BODY_BYTES": str(8 * 1024 * 1024)}
     )
-    assert settings.inflight_mb == 4
+    assert settings.inflight_mb == 16
 
 
 def test_a_largest_jail_equal_to_half_the_memory_budget_is_accepted() -> None:
