@@ -36,6 +36,10 @@ The script must define ``main()``; it runs once in a fresh nsjail jail.
 
 ``GET /openapi.json``: the OpenAPI 3.1 document, built from ``schemas/``.
 
+``GET /runtime``: the jail's Python version and packages (read from a real jail at
+start-up), the pre-imported modules and each limit's default and maximum; behind the
+API key when keys are on; 503 like /healthz until the self-test has passed.
+
 ``GET /healthz``: 200 ``{"status": "ok", "cgroups", "pool"}`` only when a real sandboxed
 run works (checked once at start-up); 503 ``starting`` while that check runs, else 503
 with the reason.
@@ -72,6 +76,7 @@ ROUTES = {
     "/execute": (("POST",), SERVICE.execute),
     "/healthz": (("GET", "HEAD"), lambda _request: SERVICE.healthz()),
     "/openapi.json": (("GET", "HEAD"), lambda _request: SERVICE.openapi()),
+    "/runtime": (("GET", "HEAD"), SERVICE.runtime),
 }
 
 # The body limit must hold below Flask, so it wraps the WSGI app rather than being

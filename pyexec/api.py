@@ -120,6 +120,27 @@ class Service:
         """GET /openapi.json: the OpenAPI 3.1 document, built from schemas/."""
         return Outcome(200, self.openapi_document)
 
+    def runtime(self, request: flask.Request) -> Outcome:
+        """GET /runtime: what a script gets (the jail's Python and packages, read by
+        the start-up self-test), the pre-imported modules and the limits a request can
+        set. Behind the API key when keys are on; 503 like /healthz until known."""
+        self.authorize(request)
+        self.executor.warm_up()
+        health = self.executor.health()
+        if health is None:
+            raise starting()
+        if not health.ok or health.runtime is None:
+            raise unavailable(health.reason)
+        defaults, maxima = self.settings.default_limits(), self.settings.maximum_limits()
+        limits = {
+            name: {"default": getattr(defaults, name), "maximum": getattr(maxima, name)}
+            for name in ("timeout_seconds", "cpu_seconds", "memory_mb")
+        }
+        return Outcome(
+            200,
+            {**health.runtime, "preimported": list(self.settings.preimport), "limits": limits},
+        )
+
     def healthz(self) -> Outcome:
         """GET /healthz: 200 only when a real sandboxed run has worked. Never blocks:
         while the self-test runs, 503 ``starting``."""

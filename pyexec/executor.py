@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from pyexec.admission import Admission, Ticket
 from pyexec.answers import Outcome
@@ -37,13 +38,22 @@ log = logging.getLogger("pyexec")
 # A real run that also proves the seccomp filter covers the x32 ABI: an x32 getpid
 # must meet the filter's EPERM (a kernel without x32 would say ENOSYS, and a filter
 # without the x32 block would let it through).
+# It also reads what a script gets (the Python version and the installed packages)
+# for GET /runtime, from the jail itself rather than from the service's own view.
 SELF_TEST_SCRIPT = """\
-import ctypes, errno
+import ctypes, errno, platform
+from importlib import metadata
 
 def main():
     libc = ctypes.CDLL(None, use_errno=True)
     x32_getpid = libc.syscall(0x40000000 | 39)
-    return [6 * 7, x32_getpid == -1 and ctypes.get_errno() == errno.EPERM]
+    packages = {(d.metadata["Name"], d.version) for d in metadata.distributions()}
+    return [
+        6 * 7,
+        x32_getpid == -1 and ctypes.get_errno() == errno.EPERM,
+        platform.python_version(),
+        sorted([name, version] for name, version in packages if name),
+    ]
 """
 SELF_TEST_RESULT = [42, True]
 UNAVAILABLE = (
@@ -69,11 +79,13 @@ def starting() -> SandboxStarting:
 
 @dataclass(frozen=True)
 class Health:
-    """The result of the start-up self-test."""
+    """The result of the start-up self-test; ``runtime`` is what a script gets
+    (GET /runtime's python and packages), read in the jail when it passed."""
 
     ok: bool
     reason: str
     cgroups: str
+    runtime: dict[str, Any] | None = None
 
 
 class Executor:
@@ -164,7 +176,9 @@ class Executor:
         finally:
             with self._active_lock:
                 self._active.discard(jail)
-        outcome = interpret(record, self.settings.max_output_bytes, payload.caps)
+        outcome = interpret(
+            record, self.settings.max_output_bytes, payload.caps, self.settings.maximum_limits()
+        )
         if self._draining.is_set() and outcome.status != 200 and record.exit_code is not None:
             raise shutting_down()  # stopped by shutdown, not by its own doing
         return outcome
@@ -234,9 +248,14 @@ class Executor:
         result = outcome.body.get("result")
         if outcome.status != 200 or not isinstance(result, list) or result[:1] != [42]:
             return Health(False, f"the self-test script failed: {outcome.body}", mode)
-        if result != SELF_TEST_RESULT:
+        if result[:2] != SELF_TEST_RESULT:
             return Health(False, "an x32 system call was not stopped by seccomp", mode)
-        return Health(True, "", mode)
+        python, packages = result[2:4]
+        runtime = {
+            "python": python,
+            "packages": [{"name": name, "version": version} for name, version in packages],
+        }
+        return Health(True, "", mode, runtime)
 
     def _test_then_fill(self) -> None:
         """Run the self-test, log what isolation holds, start the pool if it passed."""

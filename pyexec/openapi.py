@@ -112,6 +112,16 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     },
                 }
             },
+            "/runtime": {
+                "get": {
+                    "operationId": "runtime",
+                    "summary": "What a script gets: Python, packages, pre-imports, limits",
+                    "responses": {
+                        "200": _answer("Read from a real jail at start-up.", "runtime"),
+                        **_errors(401, 405, 500, 503),
+                    },
+                }
+            },
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",

@@ -47,13 +47,14 @@ REPORT_FIELDS = frozenset(
         "exit_code",
         "size_bytes",
         "limit_bytes",
+        "module",
     }
 )
 # The runner's own caps on the report fields it cuts (runner.py; characters of the
 # decoded JSON). tests/unit/test_outcome.py pins each to what the runner writes.
 # Other strings (the error sentence, a path, a type name, a frame's file, function
 # and code) are not cut by the runner: the result channel's cap bounds them.
-MAX_FIELD_CHARS = {"code": 500, "traceback_text": 20_000}
+MAX_FIELD_CHARS = {"code": 500, "traceback_text": 20_000, "module": 200}
 MAX_EXCEPTION_CHARS = {"type": 200, "message": 2_000}
 FRAME_KEYS = frozenset({"file", "line", "function", "code"})
 _SCHEMAS = {True: validator(load_schema("success")), False: validator(load_schema("error"))}
@@ -308,7 +309,40 @@ def _answers_with_report(record: RunRecord) -> bool:
     )
 
 
-def interpret(record: RunRecord, max_output_bytes: int, caps: FileCaps | None = None) -> Outcome:
+# A limit error's kind -> the request field that raises that limit.
+LIMIT_FIELDS = {
+    "timeout": "timeout_seconds",
+    "cpu_limit": "cpu_seconds",
+    "memory_limit": "memory_mb",
+}
+
+
+def interpret(
+    record: RunRecord,
+    max_output_bytes: int,
+    caps: FileCaps | None = None,
+    maxima: Limits | None = None,
+) -> Outcome:
+    """The client's answer for one run; a limit error also names the request field
+    that raises the limit and this server's maximum for it (``maxima``)."""
+    outcome = _interpret(record, max_output_bytes, caps)
+    kind = outcome.body.get("kind", "")
+    field = LIMIT_FIELDS.get(kind)
+    if field is None or maxima is None or record.limits is None:
+        return outcome
+    if kind == "cpu_limit" and _own_cpu_limit(record, record.limits) is not None:
+        return outcome  # the script lowered its own limit: raising the field won't help
+    asked, maximum = getattr(record.limits, field), getattr(maxima, field)
+    if asked < maximum:
+        advice = f" Raise {field}, up to {maximum:g}."
+    else:
+        advice = f" The request already had this server's maximum {field} ({maximum:g})."
+    body = {**outcome.body, "field": field, "maximum": maximum}
+    body["error"] = body["error"] + advice
+    return Outcome(outcome.status, body, outcome.headers)
+
+
+def _interpret(record: RunRecord, max_output_bytes: int, caps: FileCaps | None) -> Outcome:
     """The client's answer for one run. Limits hit take precedence over reports."""
     assert record.limits is not None
     limits = record.limits

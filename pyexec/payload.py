@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pyexec.errors import RequestError
@@ -18,6 +19,8 @@ from pyexec.files import FileCaps, decode_files, pattern_problem
 from pyexec.settings import Settings
 
 MAX_INPUT_DEPTH = 100
+# Sent to the runner with a request that asks for coerce_result (pyexec/coerce.py).
+COERCE_SOURCE = (Path(__file__).parent / "coerce.py").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class Payload:
     files: tuple[tuple[str, bytes], ...] = ()
     output_files: tuple[str, ...] | None = None
     caps: FileCaps | None = None
+    coerce_result: bool = False
 
     @property
     def wants_files(self) -> bool:
@@ -48,6 +52,8 @@ class Payload:
             caps = [self.caps.max_files, self.caps.max_file_bytes, self.caps.max_total_bytes]
             fields.append(b'"output_files": ' + json.dumps(list(self.output_files)).encode())
             fields.append(b'"caps": ' + json.dumps(caps).encode())
+        if self.coerce_result:
+            fields.append(b'"coerce": ' + json.dumps(COERCE_SOURCE).encode())
         if not fields:
             return b"", b""
         meta = b"{" + b", ".join(fields) + b"}"
@@ -81,7 +87,9 @@ def payload_from_body(body: dict[str, Any], settings: Settings) -> Payload:
                     index=index,
                 )
         output_files = tuple(body["output_files"])
-    return Payload(input_json, files, output_files, output_caps(settings))
+    return Payload(
+        input_json, files, output_files, output_caps(settings), body.get("coerce_result") is True
+    )
 
 
 def _input_json(value: Any, max_bytes: int) -> bytes:

@@ -245,12 +245,18 @@ def _exception_report(exc: BaseException, phase: str) -> Report:
             exception=detail,
             traceback=frames,
         )
+    extra: dict[str, Any] = {}
+    sentence = f"{exc_type} {phase}: {message}" if message else f"{exc_type} {phase}."
+    if isinstance(exc, ModuleNotFoundError) and isinstance(exc.name, str):
+        extra["module"] = str.__str__(exc.name)[:200]
+        sentence += ". GET /runtime lists the packages this service has."
     return Report(
         "exception",
-        f"{exc_type} {phase}: {message}" if message else f"{exc_type} {phase}.",
+        sentence,
         exception=detail,
         traceback=frames,
         traceback_text=_strip_runner_frames(text),
+        **extra,
     )
 
 
@@ -278,13 +284,15 @@ def _strip_runner_frames(text: str) -> str:
     return "".join(out)[-20000:]
 
 
-def _to_json(value: Any) -> Any:
+def _to_json(value: Any, coerce: dict[str, Any] | None = None) -> Any:
     """A plain-JSON copy of ``value``, or a Report naming the first bad part.
 
-    numpy scalars and arrays are converted (``.item()``/``.tolist()``); anything
-    else that JSON cannot represent is rejected with its path and type.
+    numpy scalars and arrays are converted (``.item()``/``.tolist()``); with
+    ``coerce`` (pyexec/coerce.py's functions, for ``coerce_result``) the everyday
+    types of its table too; anything else that JSON cannot represent is rejected
+    with its path, its type and a hint that works when followed.
     """
-    return _Converter().convert(value, "result", 0)
+    return _Converter(coerce).convert(value, "result", 0)
 
 
 def _plain_int(item: int, path: str) -> int:
@@ -300,12 +308,16 @@ def _plain_int(item: int, path: str) -> int:
     return plain
 
 
+COERCE_HINT = 'or send "coerce_result": true'
+
+
 def _plain_float(item: float, path: str) -> float:
     if math.isnan(item) or math.isinf(item):
         raise Report(
             "invalid_result",
             f"{path} is {item!r}, which JSON cannot represent "
-            "(NaN and Infinity are not valid JSON).",
+            "(NaN and Infinity are not valid JSON). Return None in its place "
+            f"(e.g. None if math.isnan(x) else x), {COERCE_HINT} to get null.",
             path=path,
             type="float",
         )
@@ -320,9 +332,10 @@ class _Converter:
     a subclass's overrides must not run (or lie) here.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, coerce: dict[str, Any] | None = None) -> None:
         self.numpy: Any = sys.modules.get("numpy")
         self.active: set[int] = set()
+        self.coerce = coerce
 
     def convert(self, item: Any, path: str, depth: int) -> Any:
         if depth > 100:
@@ -334,14 +347,30 @@ class _Converter:
         if isinstance(item, int):
             return _plain_int(item, path)
         if isinstance(item, float):
+            if self.coerce is not None:
+                return self.coerce["coerce_float"](float.__float__(item))
             return _plain_float(item, path)
-        if self.numpy is not None and isinstance(item, (self.numpy.generic, self.numpy.ndarray)):
-            return self._numpy(item, path, depth)
         if isinstance(item, (list, tuple, dict)):
             return self._container(item, path, depth)
+        return self._other(item, path, depth)
+
+    def _other(self, item: Any, path: str, depth: int) -> Any:
+        """What is neither a JSON scalar nor a container: the coercion table's types
+        (when asked for), numpy's, or a refusal with a hint."""
+        if self.coerce is not None:
+            try:
+                known, replacement = self.coerce["coerce_value"](item)
+            except ValueError as exc:
+                raise Report("invalid_result", f"{path} {exc}.", path=path) from None
+            if known:
+                return self.convert(replacement, path, depth + 1)
+        if self.numpy is not None and isinstance(item, (self.numpy.generic, self.numpy.ndarray)):
+            return self._numpy(item, path, depth)
         raise _unsupported(path, item)
 
     def _numpy(self, item: Any, path: str, depth: int) -> Any:
+        if getattr(item, "dtype", None) is not None and item.dtype.kind in "Mm":
+            raise _unsupported(path, item)  # .tolist() would name a type never returned
         plain = item.item() if isinstance(item, self.numpy.generic) else item.tolist()
         if type(plain) is type(item):
             raise _unsupported(path, item)
@@ -364,33 +393,85 @@ class _Converter:
     def _dict(self, item: dict[Any, Any], path: str, depth: int) -> dict[str, Any]:
         out = {}
         for key, sub in list(dict.items(item)):
-            if not isinstance(key, str):
+            plain_key = self._key(key, path)
+            if plain_key in out:
                 raise Report(
                     "invalid_result",
-                    f"{path} has a key of type {type(key).__name__}; "
-                    "JSON object keys must be strings.",
+                    f"{path} has the key {plain_key!r} twice once its keys are text.",
                     path=path,
-                    type=type(key).__name__,
                 )
-            plain_key = str.__str__(key)
             out[plain_key] = self.convert(sub, f"{path}[{plain_key!r}]", depth + 1)
         return out
+
+    def _key(self, key: Any, path: str) -> str:
+        if isinstance(key, str):
+            return str.__str__(key)
+        text = self.coerce["coerce_key"](key) if self.coerce is not None else None
+        if text is None:
+            hint = "" if self.coerce is not None else f" Convert them with str(), {COERCE_HINT}."
+            raise Report(
+                "invalid_result",
+                f"{path} has a key of type {type(key).__name__}; "
+                f"JSON object keys must be strings.{hint}",
+                path=path,
+                type=type(key).__name__,
+            )
+        return str.__str__(text)
+
+
+# Type (module, name) -> how to make it JSON yourself; each is followed by a test.
+_HINTS = {
+    ("pandas", "DataFrame"): 'Return json.loads(df.to_json(orient="records", date_format="iso"))',
+    ("pandas", "Series"): 'Return json.loads(s.to_json(date_format="iso"))',
+    ("pandas", "Timestamp"): "Return value.isoformat()",
+    ("pandas", "Timedelta"): "Return value.total_seconds()",
+    ("pandas", "NaTType"): "Return None in its place",
+    ("pandas", "NAType"): "Return None in its place",
+    ("datetime", "datetime"): "Return value.isoformat()",
+    ("datetime", "date"): "Return value.isoformat()",
+    ("datetime", "time"): "Return value.isoformat()",
+    ("datetime", "timedelta"): "Return value.total_seconds()",
+    ("decimal", "Decimal"): "Return str(value) (or float(value) if precision may go)",
+    ("uuid", "UUID"): "Return str(value)",
+    ("builtins", "set"): "Return sorted(value) (or list(value))",
+    ("builtins", "frozenset"): "Return sorted(value) (or list(value))",
+    ("numpy", "datetime64"): "Return str(numpy.datetime_as_string(value))",
+    ("numpy", "timedelta64"): 'Return float(value / numpy.timedelta64(1, "s"))',
+}
+_BYTES_HINT = (
+    "Return base64.b64encode(value).decode() (import base64), or write it to a file and "
+    'ask for it with "output_files"'
+)
 
 
 def _unsupported(path: str, item: Any) -> Report:
     type_name = type(item).__name__
     module = type(item).__module__
     qualified = type_name if module == "builtins" else f"{module}.{type_name}"
-    hint = ""
-    if module.startswith("pandas"):
-        hint = " Convert it first, e.g. with .to_dict() or .tolist()."
-    elif isinstance(item, (set, frozenset)):
-        hint = " Convert it to a list first."
-    elif isinstance(item, bytes):
-        hint = " Decode it to a str first."
+    top = module.partition(".")[0]
+    hint = _HINTS.get((top, type_name))
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        hint = _BYTES_HINT
+    elif top == "numpy" and type_name == "ndarray":
+        hint = "Return numpy.datetime_as_string(value).tolist()"
+        if item.dtype.kind == "m":
+            hint = 'Return (value / numpy.timedelta64(1, "s")).tolist()'
+    elif hint is None and hasattr(type(item), "__dataclass_fields__"):
+        hint = "Return dataclasses.asdict(value) (import dataclasses)"
+    elif (
+        hint is None
+        and isinstance(getattr(item, "value", None), (str, int))
+        and any(base.__name__ == "Enum" for base in type(item).__mro__)
+    ):
+        hint = "Return value.value"
+    text = (
+        f" {hint}, {COERCE_HINT}."
+        if hint
+        else f" Convert it to a list, dict, str or number, {COERCE_HINT} for the types it knows."
+    )
     return Report(
         "invalid_result",
-        f"{path} is of type {qualified}, which is not JSON-serializable.{hint}",
+        f"{path} is of type {qualified}, which is not JSON-serializable.{text}",
         path=path,
         type=qualified,
     )
@@ -524,7 +605,7 @@ def _run(source: str, meta: dict[str, Any] | None = None) -> dict[str, Any]:
             type="generator",
         )
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000))
-    result = _to_json(value)
+    result = _to_json(value, _load_coerce(meta["coerce"]) if "coerce" in meta else None)
     return {"status": "ok", "result": result}
 
 
@@ -678,6 +759,14 @@ def _run_reported(
         return failure.payload
     except BaseException as exc:
         return _exception_report(exc, "while checking the result").payload
+
+
+def _load_coerce(source: str) -> dict[str, Any]:
+    """pyexec/coerce.py's functions, from the source the service sent (the runner
+    cannot import it, and every other request is spared compiling it)."""
+    namespace: dict[str, Any] = {"__name__": "pyexec_coerce"}
+    exec(compile(source, "<coerce_result>", "exec", dont_inherit=True), namespace)
+    return namespace
 
 
 def _parse_meta(meta: memoryview) -> dict[str, Any]:

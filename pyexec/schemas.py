@@ -28,7 +28,7 @@ def load_schema(name: str) -> dict[str, Any]:
     return schema
 
 
-SCHEMA_NAMES = ("request", "success", "error", "health", "run")
+SCHEMA_NAMES = ("request", "success", "error", "health", "run", "runtime")
 
 
 @cache

@@ -81,6 +81,10 @@ class Settings:
         shown["api_keys"] = len(self.api_keys)
         return shown
 
+    def maximum_limits(self) -> Limits:
+        """The most a request may ask for."""
+        return Limits(self.max_timeout_seconds, self.max_cpu_seconds, self.max_memory_mb)
+
     def default_limits(self) -> Limits:
         """The limits a request gets when it does not ask for its own."""
         return Limits(self.timeout_seconds, self.cpu_seconds, self.memory_mb)

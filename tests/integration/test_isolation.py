@@ -154,7 +154,9 @@ def test_fork_bomb_is_held_to_the_process_limit_and_stopped_by_the_cpu_limit(
     assert bomb_still_running
     status, body = outcomes["bomb"]
     assert (status, body["kind"]) == (400, "cpu_limit")
-    assert body["error"] == "The script used more than its CPU time limit of 4 s."
+    assert body["error"] == (
+        "The script used more than its CPU time limit of 4 s. Raise cpu_seconds, up to 60."
+    )
     _, peak = census.largest()
     assert service.settings.max_pids // 2 < peak <= service.settings.max_pids
 
@@ -187,7 +189,9 @@ def test_infinite_loop_is_stopped_by_the_cpu_limit(api: Api) -> None:
     )
     assert status == 400
     assert body["kind"] == "cpu_limit"
-    assert body["error"] == "The script used more than its CPU time limit of 1 s."
+    assert body["error"] == (
+        "The script used more than its CPU time limit of 1 s. Raise cpu_seconds, up to 60."
+    )
     assert body["limits"] == {"timeout_seconds": 4, "cpu_seconds": 1, "memory_mb": 256}
 
 
@@ -202,7 +206,9 @@ def test_sleep_is_a_timeout_with_stdout_kept(api: Api) -> None:
     status, body = api.run_file("sleep_forever")
     assert status == 400
     assert body["kind"] == "timeout"
-    assert body["error"] == "The script did not finish within its time limit of 4 s."
+    assert body["error"] == (
+        "The script did not finish within its time limit of 4 s. Raise timeout_seconds, up to 60."
+    )
     assert body["stdout"] == "going to sleep\n"
 
 

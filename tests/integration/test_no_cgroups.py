@@ -55,7 +55,9 @@ def test_a_memory_bomb_meets_rlimit_as(rlimit_service: Service) -> None:
     assert answer.status == 400
     check_schema(400, answer.body)
     assert answer.body["kind"] == "memory_limit"
-    assert answer.body["error"] == "The script ran out of memory in main() (MemoryError)."
+    assert answer.body["error"] == (
+        "The script ran out of memory in main() (MemoryError). Raise memory_mb, up to 1024."
+    )
 
 
 def test_a_fork_bomb_is_held_to_rlimit_nproc_and_stopped_by_the_wall_clock(

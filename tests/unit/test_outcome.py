@@ -141,6 +141,14 @@ RUNNER_REPORTS: list[tuple[str, dict[str, Any]]] = [
             "traceback_text": "Traceback (most recent call last):\nValueError: boom\n",
         },
     ),
+    (
+        "exception",
+        {
+            "exception": {"type": "ModuleNotFoundError", "message": "No module named 'x'"},
+            "traceback": [FRAME],
+            "module": "x",
+        },
+    ),
     ("no_main", {}),
     ("main_not_callable", {}),
     ("main_async", {}),
@@ -159,7 +167,9 @@ RUNNER_REPORTS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-@pytest.mark.parametrize(("kind", "fields"), RUNNER_REPORTS, ids=[k for k, _ in RUNNER_REPORTS])
+@pytest.mark.parametrize(
+    ("kind", "fields"), RUNNER_REPORTS, ids=[f"{k}-{i}" for i, (k, _) in enumerate(RUNNER_REPORTS)]
+)
 def test_each_runner_error_passes_through_with_its_report_fields(
     kind: str, fields: dict[str, Any]
 ) -> None:

@@ -31,6 +31,14 @@ from pyexec.command import PYTHON_FLAGS, RUNNER_SOURCE
 MAX_INT: int = 10**protocol.MAX_INT_DIGITS
 STR_FAILED = "<the exception's message could not be produced: its __str__ raised>"
 NOT_SERIALIZABLE = "which is not JSON-serializable."
+COERCE = 'or send "coerce_result": true'
+KEYS = f"JSON object keys must be strings. Convert them with str(), {COERCE}."
+NAN = f"Return None in its place (e.g. None if math.isnan(x) else x), {COERCE} to get null."
+GENERIC = f"Convert it to a list, dict, str or number, {COERCE} for the types it knows."
+BYTES = (
+    "Return base64.b64encode(value).decode() (import base64), or write it to a file and "
+    f'ask for it with "output_files", {COERCE}.'
+)
 FRAME_BOOM = {"file": "script", "line": 2, "function": "main", "code": "raise ValueError('boom')"}
 
 
@@ -130,7 +138,7 @@ class DataFrame:
         pytest.param(
             {1: "x"},
             invalid(
-                "result has a key of type int; JSON object keys must be strings.",
+                f"result has a key of type int; {KEYS}",
                 path="result",
                 type="int",
             ),
@@ -139,7 +147,7 @@ class DataFrame:
         pytest.param(
             {"a": [{(1, 2): 0}]},
             invalid(
-                "result['a'][0] has a key of type tuple; JSON object keys must be strings.",
+                f"result['a'][0] has a key of type tuple; {KEYS}",
                 path="result['a'][0]",
                 type="tuple",
             ),
@@ -149,7 +157,7 @@ class DataFrame:
             [1.0, float("nan")],
             invalid(
                 "result[1] is nan, which JSON cannot represent "
-                "(NaN and Infinity are not valid JSON).",
+                f"(NaN and Infinity are not valid JSON). {NAN}",
                 path="result[1]",
                 type="float",
             ),
@@ -159,7 +167,7 @@ class DataFrame:
             {"x": float("inf")},
             invalid(
                 "result['x'] is inf, which JSON cannot represent "
-                "(NaN and Infinity are not valid JSON).",
+                f"(NaN and Infinity are not valid JSON). {NAN}",
                 path="result['x']",
                 type="float",
             ),
@@ -169,7 +177,7 @@ class DataFrame:
             float("-inf"),
             invalid(
                 "result is -inf, which JSON cannot represent "
-                "(NaN and Infinity are not valid JSON).",
+                f"(NaN and Infinity are not valid JSON). {NAN}",
                 path="result",
                 type="float",
             ),
@@ -198,7 +206,8 @@ class DataFrame:
         pytest.param(
             {1, 2},
             invalid(
-                f"result is of type set, {NOT_SERIALIZABLE} Convert it to a list first.",
+                f"result is of type set, {NOT_SERIALIZABLE} "
+                f"Return sorted(value) (or list(value)), {COERCE}.",
                 path="result",
                 type="set",
             ),
@@ -207,7 +216,8 @@ class DataFrame:
         pytest.param(
             [frozenset()],
             invalid(
-                f"result[0] is of type frozenset, {NOT_SERIALIZABLE} Convert it to a list first.",
+                f"result[0] is of type frozenset, {NOT_SERIALIZABLE} "
+                f"Return sorted(value) (or list(value)), {COERCE}.",
                 path="result[0]",
                 type="frozenset",
             ),
@@ -216,7 +226,7 @@ class DataFrame:
         pytest.param(
             {"raw": b"x"},
             invalid(
-                f"result['raw'] is of type bytes, {NOT_SERIALIZABLE} Decode it to a str first.",
+                f"result['raw'] is of type bytes, {NOT_SERIALIZABLE} {BYTES}",
                 path="result['raw']",
                 type="bytes",
             ),
@@ -226,7 +236,8 @@ class DataFrame:
             DataFrame(),
             invalid(
                 f"result is of type pandas.core.frame.DataFrame, {NOT_SERIALIZABLE} "
-                "Convert it first, e.g. with .to_dict() or .tolist().",
+                'Return json.loads(df.to_json(orient="records", date_format="iso")), '
+                f"{COERCE}.",
                 path="result",
                 type="pandas.core.frame.DataFrame",
             ),
@@ -235,16 +246,16 @@ class DataFrame:
         pytest.param(
             bytearray(b"x"),
             invalid(
-                f"result is of type bytearray, {NOT_SERIALIZABLE}",
+                f"result is of type bytearray, {NOT_SERIALIZABLE} {BYTES}",
                 path="result",
                 type="bytearray",
             ),
-            id="bytearray, no hint",
+            id="bytearray",
         ),
         pytest.param(
             [Thing()],
             invalid(
-                f"result[0] is of type {__name__}.Thing, {NOT_SERIALIZABLE}",
+                f"result[0] is of type {__name__}.Thing, {NOT_SERIALIZABLE} {GENERIC}",
                 path="result[0]",
                 type=f"{__name__}.Thing",
             ),
@@ -440,7 +451,7 @@ def test_a_numpy_like_scalar_whose_item_is_itself_is_refused() -> None:
     scalar = FakeGeneric(None)
     scalar.value = scalar
     assert report_of(lambda: runner._to_json(scalar)) == invalid(
-        f"result is of type numpy.FakeGeneric, {NOT_SERIALIZABLE}",
+        f"result is of type numpy.FakeGeneric, {NOT_SERIALIZABLE} {GENERIC}",
         path="result",
         type="numpy.FakeGeneric",
     )
