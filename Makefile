@@ -6,7 +6,7 @@ VENV := .venv/bin
 PYTEST := $(VENV)/python -m pytest
 
 .PHONY: setup setup-venv run test lint typecheck unit integration coverage \
-	test-container bench load relock
+	test-container bench load relock test-client relock-client
 
 # .venv and the jail's sandbox environment (root).
 setup:
@@ -47,6 +47,13 @@ test: lint typecheck coverage
 test-container:
 	@scripts/container_test.sh
 
+# The service on other kinds of host, each a user-mode-linux guest on this machine's own
+# root: cgroup v2 only, no cgroups, ~1 GiB without cgroups (root; installs UML with apt).
+# Check set and hostile load per host; HOSTS, HOSTS_DURATION (60 s) pick what runs.
+.PHONY: test-hosts
+test-hosts:
+	@scripts/test_hosts.sh
+
 # Latency and burst throughput of the API against bare cold Python processes.
 bench: setup
 	$(VENV)/python bench/bench.py
@@ -62,3 +69,23 @@ relock: setup-venv
 		../$(VENV)/uv pip compile --quiet --universal --generate-hashes \
 			--python-version 3.11 $$name.in -o $$name.txt || exit 1; \
 	done
+
+# The Python client (clients/python): its own venv from its own hash-locked requirements
+# (clients/python/scripts/setup.sh), the client installed there as `pip install
+# ./clients/python` installs it, then its ruff, mypy --strict and tests. Its live tests
+# start the real server (scripts/serve, root), hence `setup`.
+CLIENT := clients/python
+test-client: setup
+	@$(CLIENT)/scripts/setup.sh
+	cd $(CLIENT) && .venv/bin/ruff check . && .venv/bin/ruff format --check .
+	cd $(CLIENT) && .venv/bin/mypy
+	cd $(CLIENT) && .venv/bin/python -m pytest
+
+# Re-resolve the client's locks from its pyproject.toml (with the google extra) and
+# requirements/dev.in, for the oldest Python it supports (3.10).
+relock-client: setup-venv
+	cd $(CLIENT)/requirements && \
+		../../../$(VENV)/uv pip compile --quiet --universal --generate-hashes \
+			--python-version 3.10 --extra google ../pyproject.toml -o client.txt && \
+		../../../$(VENV)/uv pip compile --quiet --universal --generate-hashes \
+			--python-version 3.10 dev.in -o dev.txt

@@ -53,6 +53,27 @@ def test_api_keys_when_configured(
     assert app_client.get("/healthz").status_code == 200
 
 
+@pytest.mark.usefixtures("with_api_keys")
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        # What the Python client sends to a Cloud Run service with both IAM and keys:
+        # the ID token where Cloud Run looks for it besides Authorization, the key
+        # where the service looks for it.
+        ({"X-Serverless-Authorization": "Bearer id-token", "X-API-Key": KEY}, 200),
+        ({"X-Serverless-Authorization": "Bearer id-token", "Authorization": f"Bearer {KEY}"}, 200),
+        # The token in Authorization shadows X-API-Key: why the client never sends that.
+        ({"Authorization": "Bearer id-token", "X-API-Key": KEY}, 401),
+    ],
+)
+def test_an_api_key_beside_a_cloud_run_id_token(
+    app_client: FlaskClient, headers: dict[str, str], status: int
+) -> None:
+    response = app_client.post("/execute", json={"script": script("hello")}, headers=headers)
+    assert response.status_code == status
+    check_schema(status, response.get_json())
+
+
 def test_no_api_keys_means_no_check(app_client: FlaskClient) -> None:
     response = app_client.post("/execute", json={"script": script("hello")})
     assert response.status_code == 200

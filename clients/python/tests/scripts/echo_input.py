@@ -1,0 +1,6 @@
+import sys
+
+
+def main(value="no input"):
+    print("stderr line", file=sys.stderr)
+    return {"got": value}

@@ -1,0 +1,3 @@
+def main():
+    print("hello from the jail")
+    return {"hello": "world"}

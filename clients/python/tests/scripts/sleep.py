@@ -1,0 +1,6 @@
+import time
+
+
+def main(seconds):
+    time.sleep(seconds)
+    return "slept"
