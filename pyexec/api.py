@@ -154,7 +154,12 @@ class Service:
             raise shutting_down()
         return Outcome(
             200,
-            {"status": "ok", "cgroups": health.cgroups, "pool": self.executor.pools.idle_counts()},
+            {
+                "status": "ok",
+                "cgroups": health.cgroups,
+                "pool": self.executor.pools.idle_counts(),
+                **self.executor.enforcement(),
+            },
         )
 
 

@@ -99,6 +99,12 @@ class JailStartError(PyexecError):
     kind = "internal_error"
 
 
+class JailStartTimeout(JailStartError):
+    """A jail was still starting at its deadline: on a host that passed its self-test
+    this means the host is too busy (the executor answers 503 overloaded), not that
+    the sandbox cannot work."""
+
+
 class JailUsedError(PyexecError):
     """A jail was asked to run a second script, before it was ready, or with a
     memory limit it was not started with: a fault of the service (500)."""

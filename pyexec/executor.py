@@ -20,6 +20,8 @@ from pyexec.answers import Outcome
 from pyexec.cgroups import CONTROLLERS, CgroupSupport, prepare_cgroups
 from pyexec.errors import (
     JailStartError,
+    JailStartTimeout,
+    Overloaded,
     SandboxStarting,
     SandboxUnavailable,
     ShuttingDown,
@@ -31,7 +33,7 @@ from pyexec.outcome import interpret
 from pyexec.payload import Payload
 from pyexec.pool import JailPools
 from pyexec.settings import Limits, Settings
-from pyexec.spawn import DEATH_SIGNAL_PREFIX, REAPER
+from pyexec.spawn import DEATH_SIGNAL_PREFIX, OOM_FIRST_PREFIX, REAPER, lower_own_oom_score
 
 log = logging.getLogger("pyexec")
 
@@ -105,6 +107,7 @@ class Executor:
         self._active_lock = threading.Lock()
         self._stopped = False
         self._shutdown_lock = threading.Lock()
+        self.service_oom_protected = False
 
     def warm_up(self) -> None:
         """Start the self-test, then the pool, in the background; once per process.
@@ -117,6 +120,7 @@ class Executor:
             if self._warm_up_pid == os.getpid():
                 return
             self._warm_up_pid = os.getpid()
+        self.service_oom_protected = lower_own_oom_score()
         threading.Thread(target=self._test_then_fill, name="self-test", daemon=True).start()
 
     def wait_health(self, timeout: float) -> Health | None:
@@ -163,6 +167,14 @@ class Executor:
         (a jail that lingers after its answer still holds its slot and memory)."""
         try:
             jail, _warm = self.pools.acquire(script, limits.memory_mb)
+        except JailStartTimeout as exc:
+            if self._draining.is_set():
+                raise shutting_down() from None
+            log.warning("jail start timed out on a busy instance: %s", exc)
+            raise Overloaded(
+                f"No jail got ready within {self.settings.startup_timeout_seconds:g} s: "
+                "this instance is too busy right now; retry in a moment."
+            ) from None
         except (JailStartError, OSError) as exc:
             if self._draining.is_set():
                 raise shutting_down() from None
@@ -277,6 +289,23 @@ class Executor:
         self._health = health
         self._tested.set()
 
+    def enforcement(self) -> dict[str, object]:
+        """How each limit is held on this host (GET /healthz, the start-up log)."""
+        cgroup = self.cgroups.enforced
+        return {
+            "limits": {
+                "memory": "cgroup" if cgroup else "watchdog",
+                "pids": "cgroup" if cgroup else "rlimit",
+                "cpu_time": "cgroup" if cgroup else "rlimit",
+                "cpu_share": "cgroup" if cgroup else "nice",
+            },
+            # Every jail maps to the same outer uid (nsjail.cfg): per-uid kernel
+            # budgets (pipe buffers, inotify watches) are shared by the jails.
+            "jail_uids": "shared",
+            "oom_priority": bool(OOM_FIRST_PREFIX),
+            "service_oom_protected": self.service_oom_protected,
+        }
+
     def _isolation(self, health: Health) -> dict[str, object]:
         """The isolation facts for the start-up log: nsjail.cfg's, and what holds here."""
         facts = load_isolation_facts(self.settings.nsjail_config)
@@ -289,4 +318,5 @@ class Executor:
             "seccomp": facts.seccomp,
             "jail_uid": facts.jail_uid,
             "dies_with_service": bool(DEATH_SIGNAL_PREFIX),
+            **self.enforcement(),
         }

@@ -23,13 +23,13 @@ from pathlib import Path
 from pyexec import nsjail_log, protocol
 from pyexec.cgroups import CgroupSupport, CpuMeter
 from pyexec.command import JailFds, nsjail_argv
-from pyexec.errors import JailStartError, JailUsedError
+from pyexec.errors import JailStartError, JailStartTimeout, JailUsedError
 from pyexec.files import MAX_LISTED
 from pyexec.payload import Payload
 from pyexec.pipes import Capture, PipeSet
 from pyexec.record import RunRecord
 from pyexec.settings import Limits, Settings
-from pyexec.spawn import DEATH_SIGNAL_PREFIX, LAUNCHER, REAPER
+from pyexec.spawn import LAUNCH_PREFIX, LAUNCHER, REAPER
 
 MAX_LOG_BYTES = 64 * 1024
 CPU_POLL_SECONDS = 0.05  # how often a running jail's CPU is checked against its limit
@@ -89,7 +89,7 @@ class Jail:
             self.memory_mb,
             self.preimport,
             fds,
-            DEATH_SIGNAL_PREFIX,
+            LAUNCH_PREFIX,
             self.nice_level,
         )
         try:
@@ -117,12 +117,13 @@ class Jail:
                 remaining = deadline - time.monotonic()
                 if self._result.eof or remaining <= 0:
                     self.terminate()
-                    why = (
-                        "exited before it was ready"
-                        if self._result.eof
-                        else (f"was not ready within {timeout:g} s")
+                    if self._result.eof:
+                        raise JailStartError(
+                            f"the jail exited before it was ready: {self.log_text()}"
+                        )
+                    raise JailStartTimeout(
+                        f"the jail was not ready within {timeout:g} s: {self.log_text()}"
                     )
-                    raise JailStartError(f"the jail {why}: {self.log_text()}")
                 pipes.pump(remaining)
         del self._result.data[: len(line) + len(protocol.LINE_END)]
         startup_cpu_ms = protocol.parse_ready(line)
@@ -218,14 +219,25 @@ class Jail:
         if self._control_w >= 0:
             os.close(self._control_w)  # the runner may exit now
             self._control_w = -1
-        if reported and not record.stdout_truncated and not record.cpu_exceeded:
+        if (
+            reported
+            and not record.stdout_truncated
+            and not record.cpu_exceeded
+            and not record.memory_exceeded
+        ):
             # Answer now; the jail's teardown (exit, unmapping, cgroup removal)
             # happens off the request path.
             record.log = bytes(self._log.data)
             REAPER.call(functools.partial(self.close, patience=1.0))
         else:
             stopped = reported or record.stdout_truncated or record.report_truncated
-            self.collect(record, kill_now=stopped or record.timed_out or record.cpu_exceeded)
+            self.collect(
+                record,
+                kill_now=stopped
+                or record.timed_out
+                or record.cpu_exceeded
+                or record.memory_exceeded,
+            )
         return record
 
     def _exchange(
@@ -252,12 +264,8 @@ class Jail:
                     record.timed_out = True
                     break
                 if now >= next_check:
-                    # Every poll interval (not every wake-up): the jail's CPU against
-                    # its limit, and what a killed jail would take with it.
-                    if self._over_cpu(meter, cpu_budget_ms):
-                        record.cpu_exceeded = True
+                    if self._over_limits(meter, cpu_budget_ms, record):
                         break
-                    self._sample(record)
                     next_check = now + CPU_POLL_SECONDS
                 got = pipes.pump(min(deadline, next_check) - now)
                 wakeups += 1
@@ -284,6 +292,16 @@ class Jail:
         record.report, record.report_truncated = bytes(self._result.data), self._result.truncated
         return reported
 
+    def _over_limits(self, meter: CpuMeter, cpu_budget_ms: float, record: RunRecord) -> bool:
+        """Every poll interval (not every wake-up): the jail's CPU against its limit,
+        what a killed jail would take with it, and without cgroups its memory; True
+        (and the record says which) when the jail must stop."""
+        if self._over_cpu(meter, cpu_budget_ms):
+            record.cpu_exceeded = True
+            return True
+        self._sample(record)
+        return record.memory_exceeded
+
     @staticmethod
     def _over_cpu(meter: CpuMeter, budget_ms: float) -> bool:
         """True once the whole jail has used its CPU budget (when it can be counted)."""
@@ -296,9 +314,21 @@ class Jail:
         if self.init_pid is None:
             return
         self._sample_peak(record)
+        if not self.cgroups.enforced:
+            self._watch_memory(record)
         hard = _cpu_rlimit_seconds(self.init_pid)
         if hard is not None:
             record.init_cpu_rlimit_seconds = min(hard, record.init_cpu_rlimit_seconds or hard)
+
+    def _watch_memory(self, record: RunRecord) -> None:
+        """Without cgroups, RLIMIT_AS holds each process, not the jail: sum the memory
+        of all of the jail's processes and stop the jail past its limit."""
+        assert self.init_pid is not None
+        resident = jail_resident_bytes(self.init_pid)
+        record.jail_peak_bytes = max(resident, record.jail_peak_bytes or 0)
+        if resident > self.memory_mb * 1024 * 1024:
+            record.memory_exceeded = True
+            self.terminate()
 
     def _sample_peak(self, record: RunRecord) -> None:
         """Keep the jail's peak memory as seen now: a run that is killed may take its
@@ -420,6 +450,44 @@ class Jail:
         if any(directory.exists() for directory in self.cgroups.jail_dirs(pid)):
             # Memory is uncharged asynchronously after an OOM kill: keep trying.
             REAPER.call(functools.partial(self.cgroups.remove_jail, pid))
+
+
+def jail_resident_bytes(init_pid: int) -> int:
+    """The memory of a jail's processes (its init and all their descendants, found
+    through /proc/<pid>/task/<tid>/children), each counted by its proportional share
+    (PSS): summing RSS would count the pages a fork shares with its parent once per
+    process, and stop legitimate multi-process scripts. Exited processes count 0."""
+    total = 0
+    pending = [init_pid]
+    seen: set[int] = set()
+    while pending:
+        pid = pending.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += _pss_bytes(pid)
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as handle:
+                    pending.extend(int(child) for child in handle.read().split())
+            except OSError:
+                continue
+    return total
+
+
+def _pss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _vm_hwm_bytes(pid: int) -> int | None:

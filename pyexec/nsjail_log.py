@@ -15,21 +15,30 @@ EXIT_LINE = re.compile(
     rb"pid=(\d+) \(\[STANDALONE MODE\]\) "
     rb"(?:terminated with signal: (SIG\w+)|exited with status: (\d+))"
 )
-# nsjail log fragment -> the cause and the fix, in words an operator can act on.
+# Fragments that must all be on one error line of nsjail's log -> the cause and the
+# fix, in words an operator can act on. Warning lines never count: nsjail warns about
+# optional mounts that are absent on some kernels (/proc/sched_debug on 6.x: "No such
+# file or directory"), which says nothing about why a jail failed.
 DIAGNOSES = (
     (
-        ("clone(", "CLONE_NEW", "unshare", "Operation not permitted", "mandatory point"),
+        (
+            ("clone(",),
+            ("CLONE_NEW",),
+            ("unshare",),
+            ("Operation not permitted",),
+            ("mandatory point",),
+        ),
         "this host does not let the service create Linux namespaces. On Cloud Run, "
         "deploy with --execution-environment gen2; with Docker or Podman, run the "
         "container with --privileged.",
     ),
     (
-        ("x32",),
+        (("x32",),),
         "the jail's seccomp filter does not stop x32 system calls on this kernel, so "
         "its denylist could be bypassed; check the x32 block in nsjail.cfg.",
     ),
     (
-        ("execve", "No such file or directory"),
+        (("execve", "No such file or directory"),),
         "the sandbox's Python environment is missing; run `make setup` (or rebuild the image).",
     ),
 )
@@ -63,8 +72,11 @@ def summary(log: bytes) -> str:
 
 
 def diagnose(reason: str) -> str:
-    """One sentence naming why the jail failed and what fixes it."""
-    for fragments, sentence in DIAGNOSES:
-        if any(fragment in reason for fragment in fragments):
-            return sentence
+    """One sentence naming why the jail failed and what fixes it, from the error
+    lines of ``reason`` (a summary: lines joined by " | ")."""
+    lines = [line for line in reason.split(" | ") if "[W]" not in line and "[D]" not in line]
+    for alternatives, sentence in DIAGNOSES:
+        for fragments in alternatives:
+            if any(all(fragment in line for fragment in fragments) for line in lines):
+                return sentence
     return UNKNOWN_CAUSE

@@ -270,6 +270,9 @@ def _usage(record: RunRecord, report: dict[str, Any] | None) -> dict[str, float]
         usage["cpu_time_ms"] = round(_script_cpu_ms(record), 3)
     if record.cgroup_peak_bytes is not None:
         usage["peak_memory_bytes"] = record.cgroup_peak_bytes
+    elif record.jail_peak_bytes is not None:
+        # Without cgroups, the watchdog's sum over all of the jail's processes.
+        usage["peak_memory_bytes"] = max(int(usage["peak_memory_bytes"]), record.jail_peak_bytes)
     return usage
 
 
@@ -305,6 +308,7 @@ def _answers_with_report(record: RunRecord) -> bool:
         record.stdout_truncated
         or record.report_truncated
         or record.cpu_exceeded
+        or record.memory_exceeded
         or record.timed_out
     )
 
@@ -359,6 +363,14 @@ def _interpret(record: RunRecord, max_output_bytes: int, caps: FileCaps | None) 
         return error(
             "result_too_large",
             "main() returned a result larger than the result size limit.",
+            **common,
+        )
+    if record.memory_exceeded:
+        return error(
+            "memory_limit",
+            f"The script's processes together used more than its memory limit of "
+            f"{limits.memory_mb} MB, and the jail was stopped.",
+            signal="SIGKILL",
             **common,
         )
     if record.cpu_exceeded:

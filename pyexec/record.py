@@ -38,6 +38,10 @@ class RunRecord:
     init_cpu_rlimit_seconds: int | None = None
     cgroup_cpu_ms: float | None = None
     cpu_exceeded: bool = False  # the jail as a whole used more than its CPU limit
+    # Without cgroups: the jail's processes together (PSS summed by the watchdog)
+    # passed its memory limit and it was stopped; and the largest sum seen.
+    memory_exceeded: bool = False
+    jail_peak_bytes: int | None = None
     wall_seconds: float = 0.0
     log: bytes = b""
     limits: Limits | None = None

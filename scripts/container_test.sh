@@ -192,6 +192,11 @@ if [ -n "$healthy" ]; then
     check files 200 'b["result"] == 3 and b["files_collected"] and [(f["path"], f["mime_type"], f["content"]) for f in b["files"]] == [("out/total.csv", "text/csv", "total\n6\n")]' \
         $'import os\nimport pandas as pd\ndef main():\n    frame = pd.read_csv("in.csv")\n    os.makedirs("out")\n    pd.DataFrame({"total": [int(frame["n"].sum())]}).to_csv("out/total.csv", index=False)\n    return len(frame)\n' \
         '{"files": [{"path": "in.csv", "content": "n\n1\n2\n3\n"}], "output_files": ["out/*"]}'
+    # A chart: the Agg backend, the font cache the image built bound read-only as the
+    # only file in MPLCONFIGDIR (/tmp), nothing on stderr, and a PNG of the right size.
+    check chart 200 'b["result"] == {"backend": "agg", "tmp": ["bound"]} and b["stderr"] == "" and [(f["path"], f["mime_type"]) for f in b["files"]] == [("chart.png", "image/png")] and (lambda d: d[:8] == b"\x89PNG\r\n\x1a\n" and d[12:16] == b"IHDR" and (int.from_bytes(d[16:20], "big"), int.from_bytes(d[20:24], "big")) == (300, 200))(__import__("base64").b64decode(b["files"][0]["content"]))' \
+        $'import os\nimport matplotlib\nimport matplotlib.pyplot as plt\ndef main():\n    fig, ax = plt.subplots(figsize=(3, 2))\n    ax.plot([0, 1, 2], [0, 1, 4])\n    fig.savefig("chart.png", dpi=100)\n    tmp = os.stat("/tmp").st_dev\n    return {"backend": matplotlib.get_backend().lower(), "tmp": ["bound" if os.stat("/tmp/" + name).st_dev != tmp else name for name in os.listdir("/tmp")]}\n' \
+        '{"output_files": ["*.png"]}'
     check after-failures 200 'b["result"] == "still fine"' \
         $'def main():\n    return "still fine"\n'
 fi

@@ -7,8 +7,9 @@
 #                             needs no more than this.
 #   scripts/setup.sh          also /opt/pyexec/sandbox (root): the jail's interpreter
 #                             environment, a venv over Debian's /usr/bin/python3 with
-#                             numpy and pandas, world-readable so the jailed uid (65534)
-#                             can use it. nsjail.cfg mounts exactly this path.
+#                             numpy, pandas and matplotlib (and matplotlib's font cache),
+#                             world-readable so the jailed uid (65534) can use it.
+#                             nsjail.cfg mounts exactly this path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,6 +51,22 @@ if [ "$(cat "$SANDBOX_DIR/.installed" 2>/dev/null)" != "$want" ]; then
         --require-hashes --no-deps --no-compile -r requirements/sandbox.txt
     # Byte-compile now: the jail's filesystem is read-only.
     /usr/bin/python3 -m compileall -q "$SANDBOX_DIR" >/dev/null || true
+    # matplotlib's font cache, built once here so that no jail builds it: from
+    # matplotlib's own fonts only (the jail does not see /usr/share/fonts). nsjail.cfg
+    # binds it read-only into each jail's MPLCONFIGDIR.
+    MPLCONFIGDIR="$SANDBOX_DIR/share/matplotlib" MPL_IGNORE_SYSTEM_FONTS=1 \
+        "$SANDBOX_DIR/bin/python" -I -c 'import matplotlib.font_manager'
     chmod -R a+rX "$(dirname "$SANDBOX_DIR")"
     echo "$want" > "$SANDBOX_DIR/.installed"
 fi
+
+# Every file nsjail.cfg binds from the sandbox must exist, or no jail starts. The
+# font cache's name changes with matplotlib's cache format (fontlist-v<version>.json).
+for src in $(sed -n 's|^mount { src: "\('"$SANDBOX_DIR"'/[^"]*\)".*|\1|p' nsjail.cfg); do
+    if [ ! -e "$src" ]; then
+        echo "setup: nsjail.cfg mounts $src, which setup did not build;" \
+            "$(dirname "$src") has: $(ls "$(dirname "$src")" 2>/dev/null | tr '\n' ' ')" >&2
+        echo "setup: update the mount in nsjail.cfg (docs/development.md, Requirements)" >&2
+        exit 1
+    fi
+done

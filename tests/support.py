@@ -6,6 +6,7 @@ Each response is validated against its JSON Schema in schemas/ before a test see
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +37,13 @@ INTERNAL_MARKERS = (
     "<string>",
     "Traceback (most recent call last)",
     'File "/',
+)
+
+
+# Files nsjail.cfg binds read-only into every jail's /tmp (matplotlib's font cache):
+# there from the start in every jail, so not state left by an earlier request.
+JAIL_TMP_FILES = sorted(
+    re.findall(r'dst: "/tmp/([^"/]+)"', (PROJECT_DIR / "nsjail.cfg").read_text())
 )
 
 

@@ -32,4 +32,5 @@ def test_healthz_is_503_starting_until_the_self_test_has_passed(
         "status": "ok",
         "cgroups": service.executor.cgroups.mode,
         "pool": {"light": 0, "heavy": 0},
+        **service.executor.enforcement(),
     }

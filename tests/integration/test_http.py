@@ -138,7 +138,16 @@ def test_unknown_path_is_json_404(app_client: FlaskClient, path: str) -> None:
 def test_healthz_reports_a_working_jail(app_client: FlaskClient) -> None:
     response = app_client.get("/healthz")
     assert response.status_code == 200
-    assert response.get_json()["status"] == "ok"
+    body = response.get_json()
+    check_schema(200, body, "health")
+    assert body["status"] == "ok"
+    assert body["limits"] == {
+        "memory": "cgroup",
+        "pids": "cgroup",
+        "cpu_time": "cgroup",
+        "cpu_share": "cgroup",
+    }
+    assert body["oom_priority"] is True
     assert app_client.post("/healthz").status_code == 405
 
 

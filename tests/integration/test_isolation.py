@@ -19,7 +19,16 @@ from flask.testing import FlaskClient
 
 from pyexec.api import Service
 from tests.integration.host import JailCensus, jail_uid
-from tests.support import CANARY, PROJECT_DIR, Api, check_schema, core, script, wait_until
+from tests.support import (
+    CANARY,
+    JAIL_TMP_FILES,
+    PROJECT_DIR,
+    Api,
+    check_schema,
+    core,
+    script,
+    wait_until,
+)
 
 pytestmark = pytest.mark.usefixtures("leaves_nothing_behind")
 
@@ -73,6 +82,7 @@ def test_no_secrets_environment_or_service_files(api: Api) -> None:
         "PYTHONIOENCODING",
         "PYTHONDONTWRITEBYTECODE",
         "MPLCONFIGDIR",
+        "MPLBACKEND",
         "OPENBLAS_NUM_THREADS",
         "OMP_NUM_THREADS",
         "MKL_NUM_THREADS",
@@ -118,9 +128,12 @@ def test_nothing_outside_tmp_is_writable(api: Api) -> None:
 
 def test_no_state_passes_from_one_request_to_the_next(api: Api) -> None:
     status, body = api.run_file("state_write")
-    assert (status, body["result"]) == (200, ["leftover.txt"])
+    assert (status, body["result"]) == (200, sorted([*JAIL_TMP_FILES, "leftover.txt"]))
     status, body = api.run_file("state_read")
-    assert (status, body["result"]) == (200, {"tmp": [], "shm": [], "env": None, "builtin": None})
+    assert (status, body["result"]) == (
+        200,
+        {"tmp": JAIL_TMP_FILES, "shm": [], "env": None, "builtin": None},
+    )
 
 
 def test_background_processes_die_with_the_request(api: Api) -> None:
@@ -290,7 +303,10 @@ def test_concurrent_requests_each_get_their_own_result(app_client: FlaskClient) 
     for index, answer in enumerate(answers):
         assert core(answer) == (
             200,
-            {"result": {"token": f"t{index}", "files": ["token"]}, "stdout": f"t{index}"},
+            {
+                "result": {"token": f"t{index}", "files": sorted([*JAIL_TMP_FILES, "token"])},
+                "stdout": f"t{index}",
+            },
         )
 
 
@@ -309,3 +325,10 @@ def test_a_script_that_lowers_its_own_cpu_limit_is_cpu_limit_not_memory(api: Api
     assert (status, body["kind"]) == (400, "cpu_limit")
     assert body["error"] == "The script lowered its own CPU time limit to 1 s and used it up."
     assert body["signal"] == "SIGKILL"
+
+
+def test_the_kernel_oom_killer_takes_jails_first(api: Api) -> None:
+    status, body = api.run(
+        "def main():\n    return int(open('/proc/self/oom_score_adj').read())\n"
+    )
+    assert (status, body["result"]) == (200, 1000)

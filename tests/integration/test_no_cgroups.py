@@ -77,3 +77,51 @@ def test_a_fork_bomb_is_held_to_rlimit_nproc_and_stopped_by_the_wall_clock(
     assert jail_populations(jail_uid(rlimit_service.settings)).get(namespace, 0) == 0
     after = call(rlimit_service, {"script": script("hello")})
     assert (after.status, after.body["result"]) == (200, {"hello": "world"})
+
+
+def test_healthz_says_how_each_limit_is_held_without_cgroups(rlimit_service: Service) -> None:
+    answer = answer_health(rlimit_service)
+    assert answer.body["limits"] == {
+        "memory": "watchdog",
+        "pids": "rlimit",
+        "cpu_time": "rlimit",
+        "cpu_share": "nice",
+    }
+    assert answer.body["jail_uids"] == "shared"
+    assert answer.body["oom_priority"] is True
+
+
+FORKED_HOGS = """\
+import os, time
+
+def main():
+    children = []
+    for _ in range(8):
+        pid = os.fork()
+        if pid == 0:
+            hog = bytearray(64 * 1024 * 1024)  # within RLIMIT_AS, each on its own
+            for index in range(0, len(hog), 4096):
+                hog[index] = 1
+            time.sleep(30)
+            os._exit(0)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
+    return "not stopped"
+"""
+
+
+def test_processes_that_together_pass_the_memory_limit_are_stopped_by_the_watchdog(
+    rlimit_service: Service,
+) -> None:
+    """RLIMIT_AS holds each process, not the jail: 8 children of 64 MB each pass a
+    256 MB jail's limit together; the watchdog sums their memory and stops the jail."""
+    answer = call(rlimit_service, {"script": FORKED_HOGS})
+    assert answer.status == 400
+    check_schema(400, answer.body)
+    assert answer.body["kind"] == "memory_limit"
+    assert "processes together" in answer.body["error"]
+    assert answer.body["usage"]["peak_memory_bytes"] > 256 * 1024 * 1024
+    assert REAPER.wait_idle(timeout=30)
+    after = call(rlimit_service, {"script": script("hello")})
+    assert (after.status, after.body["result"]) == (200, {"hello": "world"})

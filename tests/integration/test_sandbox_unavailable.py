@@ -68,3 +68,25 @@ def test_a_filter_without_the_x32_block_means_the_service_refuses_to_run(
     check_schema(503, outcome.body)
     assert outcome.body["kind"] == "sandbox_unavailable"
     assert "x32" in outcome.body["error"]
+
+
+def test_a_jail_too_slow_to_start_on_a_healthy_instance_is_overloaded_not_unavailable(
+    make_service: Callable[..., Service], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A busy host starts jails slowly: that is a reason to retry (503 overloaded with
+    Retry-After), not a sandbox that cannot work here (sandbox_unavailable)."""
+    service = make_service(PYEXEC_POOL_SIZE="0", PYEXEC_LIGHT_POOL_SIZE="0")
+    wait_healthy(service)
+    pools = service.executor.pools
+    monkeypatch.setattr(
+        pools, "settings", dataclasses.replace(pools.settings, startup_timeout_seconds=0.001)
+    )
+    marker = tmp_path / "ran-unsandboxed"
+    outcome = call(service, {"script": script("write_marker", PATH=str(marker))})
+    assert outcome.status == 503
+    check_schema(503, outcome.body)
+    assert outcome.body["kind"] == "overloaded"
+    assert "too busy" in outcome.body["error"]
+    assert dict(outcome.headers)["Retry-After"] == "1"
+    assert not marker.exists()
+    assert internals_in(outcome.body) == []

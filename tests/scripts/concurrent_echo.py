@@ -10,4 +10,4 @@ def main():
     with open("/tmp/token", "w") as handle:
         handle.write(TOKEN)
     with open("/tmp/token") as handle:
-        return {"token": handle.read(), "files": os.listdir("/tmp")}
+        return {"token": handle.read(), "files": sorted(os.listdir("/tmp"))}

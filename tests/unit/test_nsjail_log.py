@@ -121,3 +121,23 @@ def test_a_self_test_that_x32_calls_got_past_is_diagnosed_as_such() -> None:
     sentence = diagnose("an x32 system call was not stopped by seccomp")
     assert "x32" in sentence
     assert "nsjail.cfg" in sentence
+
+
+def test_a_warning_about_an_optional_mount_is_not_taken_for_a_missing_python() -> None:
+    """nsjail warns about /proc/sched_debug (absent on 6.x kernels) on every jail; a
+    jail that failed for another reason must not be blamed on the sandbox's Python."""
+    reason = (
+        "the jail was not ready within 30 s: "
+        "[W][2026-11-28T00:20:00+0000][7] createMountTarget():142 "
+        "open('/run/user/nsjail.0.root//proc/sched_debug', O_CREAT): No such file or directory"
+        " | [E][2026-11-28T00:20:30+0000][7] something else went wrong"
+    )
+    assert diagnose(reason) == UNKNOWN_CAUSE
+
+
+def test_a_missing_python_is_diagnosed_from_the_execve_error_line() -> None:
+    reason = (
+        "[W][...] open('/proc/sched_debug'): No such file or directory"
+        " | [E][...] execve('/opt/pyexec/sandbox/bin/python') failed: No such file or directory"
+    )
+    assert "make setup" in diagnose(reason)
