@@ -204,6 +204,7 @@ def main() -> int:
     pool_size = {
         "light": settings.light_pool_size if settings.pool_size else 0,
         "heavy": settings.pool_size,
+        "chart": settings.chart_pool_size if settings.pool_size else 0,
     }
     with serve() as server:
         port = server.port

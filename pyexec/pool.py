@@ -5,10 +5,14 @@ CPU. So jails are started ahead of time: each runs the runner up to "ready"
 (having imported its pool's modules) and waits for one script. A jail serves one
 request and is destroyed; nothing is reused, so isolation is that of a cold jail.
 
-There are two pools: *heavy* jails have imported ``settings.preimport`` (numpy and
-pandas by default); *light* ones have not, so scripts that never mention those
-modules do not pay for them under sustained load. A script goes to the heavy pool
-when its source names one of the pre-imported modules.
+There are three pools: *heavy* jails have imported ``settings.preimport`` (numpy and
+pandas by default); *chart* jails have imported those and ``matplotlib.pyplot``;
+*light* ones have imported nothing, so scripts that never mention those modules do
+not pay for them under sustained load. A script goes to the chart pool when its
+source names matplotlib, else to the heavy pool when it names a pre-imported
+module, else to the light one. Charts get a pool of their own because importing
+pyplot doubles a heavy jail's warm-up CPU (docs/performance.md, Charts): every
+numpy and pandas request would pay for it.
 
 Warming jails run at nice 19 (nsjail.cfg); a jail handed a script is reniced to
 RUNNING_NICE, so refills take only the CPU that running scripts leave.
@@ -31,6 +35,8 @@ from pyexec.settings import Settings
 log = logging.getLogger("pyexec.pool")
 
 RUNNING_NICE = 10
+CHART_MODULE = "matplotlib.pyplot"
+CHART_PATTERN = re.compile(r"\bmatplotlib\b")
 FAILURE_BACKOFF_SECONDS = 1.0
 
 
@@ -55,8 +61,12 @@ class JailPools:
         # PYEXEC_POOL_SIZE=0 turns the pool off altogether; a light jail costs a
         # few MB idle, so more of them are kept than of heavy ones (~45 MB each).
         light_size = settings.light_pool_size if settings.pool_size else 0
+        chart_size = settings.chart_pool_size if settings.pool_size else 0
         self.light = _Pool("light", "", light_size)
         self.heavy = _Pool("heavy", ",".join(settings.preimport), settings.pool_size)
+        self.chart = _Pool("chart", ",".join([*settings.preimport, CHART_MODULE]), chart_size)
+        # Refilled in this order when equally short.
+        self._all = (self.heavy, self.chart, self.light)
         names = "|".join(re.escape(name.split(".")[0]) for name in settings.preimport)
         self._heavy_pattern = re.compile(rf"\b(?:{names})\b") if names else None
         self._condition = threading.Condition()
@@ -68,7 +78,7 @@ class JailPools:
 
     def start(self) -> None:
         """Start the refill workers (none when the pool size is 0)."""
-        if self.light.size + self.heavy.size == 0:
+        if sum(pool.size for pool in self._all) == 0:
             return
         for index in range(self.settings.pool_refill):
             worker = threading.Thread(
@@ -78,7 +88,10 @@ class JailPools:
             self._workers.append(worker)
 
     def pool_for(self, script: str) -> _Pool:
-        """The heavy pool if the script names a pre-imported module, else the light one."""
+        """The chart pool if the script names matplotlib, the heavy pool if it names a
+        pre-imported module, else the light one."""
+        if CHART_PATTERN.search(script):
+            return self.chart
         if self._heavy_pattern is not None and self._heavy_pattern.search(script):
             return self.heavy
         return self.light
@@ -151,7 +164,7 @@ class JailPools:
         """The pool furthest below its size (heavy first on ties), if any."""
         best: _Pool | None = None
         best_gap = 0
-        for pool in (self.heavy, self.light):
+        for pool in self._all:
             gap = pool.size - len(pool.ready) - pool.starting
             if gap > best_gap:
                 best, best_gap = pool, gap
@@ -161,7 +174,7 @@ class JailPools:
         """Remove ready jails older than the idle limit (caller holds the lock)."""
         limit = time.monotonic() - self.settings.pool_max_idle_seconds
         stale: list[Jail] = []
-        for pool in (self.heavy, self.light):
+        for pool in self._all:
             while pool.ready and pool.ready[0].ready_at < limit:
                 stale.append(pool.ready.popleft())
         return stale
@@ -214,7 +227,7 @@ class JailPools:
         """Block until every pool holds its full size of ready jails (tests, benchmarks)."""
         deadline = time.monotonic() + timeout
         with self._condition:
-            while any(len(p.ready) < p.size or p.starting for p in (self.light, self.heavy)):
+            while any(len(p.ready) < p.size or p.starting for p in self._all):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -224,13 +237,13 @@ class JailPools:
     def ready_pids(self) -> set[int]:
         """Host pids of the nsjail processes of the ready jails."""
         with self._condition:
-            jails = [*self.light.ready, *self.heavy.ready]
+            jails = [jail for pool in self._all for jail in pool.ready]
         return {jail.proc.pid for jail in jails if jail.proc is not None}
 
     def idle_counts(self) -> dict[str, int]:
         """How many ready jails each pool holds now."""
         with self._condition:
-            return {"light": len(self.light.ready), "heavy": len(self.heavy.ready)}
+            return {pool.name: len(pool.ready) for pool in (self.light, self.heavy, self.chart)}
 
     def close(self) -> None:
         """Stop refilling and destroy every ready jail; returns once they are gone
@@ -238,9 +251,9 @@ class JailPools:
         with self._closing:
             with self._condition:
                 self._closed = True
-                jails = [*self.light.ready, *self.heavy.ready]
-                self.light.ready.clear()
-                self.heavy.ready.clear()
+                jails = [jail for pool in self._all for jail in pool.ready]
+                for pool in self._all:
+                    pool.ready.clear()
                 self._condition.notify_all()
             for jail in jails:
                 jail.close()

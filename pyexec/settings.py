@@ -64,6 +64,7 @@ class Settings:
     gcp_project: str = ""
     pool_size: int = 2
     light_pool_size: int = 6
+    chart_pool_size: int = 1
     pool_refill: int = 1
     pool_max_idle_seconds: float = 300.0
     pool_wait_seconds: float = 0.3
@@ -123,6 +124,7 @@ _FIELDS: dict[str, tuple[str, type, float, float]] = {
     "PYEXEC_SHUTDOWN_GRACE": ("shutdown_grace_seconds", float, 0, 3600),
     "PYEXEC_POOL_SIZE": ("pool_size", int, 0, 64),
     "PYEXEC_LIGHT_POOL_SIZE": ("light_pool_size", int, 0, 256),
+    "PYEXEC_CHART_POOL_SIZE": ("chart_pool_size", int, 0, 64),
     "PYEXEC_POOL_REFILL": ("pool_refill", int, 1, 16),
     "PYEXEC_POOL_MAX_IDLE": ("pool_max_idle_seconds", float, 1, 3600),
     "PYEXEC_POOL_WAIT": ("pool_wait_seconds", float, 0, 60),

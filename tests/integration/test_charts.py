@@ -210,10 +210,6 @@ def test_matplotlib_imported_in_a_fresh_jail_logs_nothing_and_builds_no_cache(
     assert answer.body["result"]["tmp_after"] == [host_font_cache().name]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="charts get a pool of their own, not yet built: docs/performance.md, Charts",
-)
 @pytest.mark.usefixtures("leaves_nothing_behind")
 def test_a_script_that_names_matplotlib_gets_a_jail_that_imported_pyplot(api: Api) -> None:
     status, body = api.run(

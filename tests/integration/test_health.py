@@ -31,6 +31,6 @@ def test_healthz_is_503_starting_until_the_self_test_has_passed(
     assert healthy.body == {
         "status": "ok",
         "cgroups": service.executor.cgroups.mode,
-        "pool": {"light": 0, "heavy": 0},
+        "pool": {"light": 0, "heavy": 0, "chart": 0},
         **service.executor.enforcement(),
     }

@@ -155,7 +155,7 @@ def test_empty_pool_falls_back_to_a_cold_jail() -> None:
         jail, warm = pools.acquire("def main():\n    return 4\n")
         assert not warm
         assert run(jail, "def main():\n    return 4\n") == {"status": "ok", "result": 4}
-        assert pools.idle_counts() == {"light": 0, "heavy": 0}
+        assert pools.idle_counts() == {"light": 0, "heavy": 0, "chart": 0}
     finally:
         pools.close()
 

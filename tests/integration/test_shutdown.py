@@ -45,7 +45,7 @@ def test_shutdown_refuses_new_work_and_kills_running_jails(
     assert answers["running"].body["kind"] == "shutting_down"
     refused = call(service, {"script": script("hello")})
     assert (refused.status, refused.body["kind"]) == (503, "shutting_down")
-    assert service.executor.pools.idle_counts() == {"light": 0, "heavy": 0}
+    assert service.executor.pools.idle_counts() == {"light": 0, "heavy": 0, "chart": 0}
 
 
 class JailWatch:
@@ -146,7 +146,7 @@ def test_sigterm_leaves_no_jail_behind(live_server: Callable[..., LiveServer]) -
         PYEXEC_LIGHT_POOL_SIZE="2",
     )
     try:
-        _wait_pool(server, {"light": 2, "heavy": 2})
+        _wait_pool(server, {"light": 2, "heavy": 2, "chart": 1})
         answers: dict[str, Any] = {}
         threads = [
             _post_in_background(server, name, answers)
@@ -184,7 +184,7 @@ def test_sigterm_answers_every_script_past_the_grace_with_503_and_leaves_no_cgro
     )
     answers: dict[str, Any] = {}
     try:
-        _wait_pool(server, {"light": 1, "heavy": 1})
+        _wait_pool(server, {"light": 1, "heavy": 1, "chart": 1})
         threads = [
             _post_in_background(server, "sleep_forever", answers, key=str(index))
             for index in range(in_flight)

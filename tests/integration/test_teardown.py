@@ -81,7 +81,7 @@ def test_a_pool_whose_jails_cannot_start_backs_off_and_never_fills(
             attempts = [
                 record for record in caplog.records if "could not warm" in record.getMessage()
             ]
-            assert pools.idle_counts() == {"light": 0, "heavy": 0}
+            assert pools.idle_counts() == {"light": 0, "heavy": 0, "chart": 0}
             assert not pools.wait_full(timeout=0)
         finally:
             close_started = time.monotonic()
