@@ -196,6 +196,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=20, help="latency samples per script")
     parser.add_argument("--burst", type=int, default=40, help="requests per burst")
     parser.add_argument("--in-flight", type=int, default=8, help="concurrent requests in a burst")
+    parser.add_argument("--steady", type=int, default=100, help="back-to-back requests for cost")
     args = parser.parse_args()
 
     (CSV_DIR / "in.csv").write_text(CSV_TEXT)
@@ -227,6 +228,8 @@ def main() -> int:
                 lambda n=name: api_call(port, n), args.burst, args.in_flight
             )  # type: ignore[misc]
             rates[f"bare {name}"] = burst(lambda n=name: bare_call(n), args.burst, args.in_flight)  # type: ignore[misc]
+        wait_pool_full(port, pool_size)
+        costs = steady_costs(port, server.process.pid, args.steady)
         busy_rss = rss_mib(server.process.pid)
 
     print(f"machine: {os.cpu_count()} CPUs, {sys.platform}; pool {pool_size}")
@@ -243,6 +246,12 @@ def main() -> int:
     print(f"\nburst: {args.burst} requests, {args.in_flight} in flight (requests/s)")
     for key, value in rates.items():
         print(f"  {key:12s} {value:7.1f}/s")
+    print_costs(costs, args.steady)
+    return 1 if print_ratios(latencies, rates) else 0
+
+
+def print_ratios(latencies: dict[str, list[float]], rates: dict[str, float]) -> int:
+    """The API / bare ratios against their targets; how many targets were missed."""
     print("\nratios (API / bare)")
     failed = 0
     for name in SCRIPTS:
@@ -255,7 +264,65 @@ def main() -> int:
             failed += report(f"latency {name}", ratio)
         if name not in LATENCY_ONLY:
             failed += report(f"burst {name}", rates[f"api {name}"] / rates[f"bare {name}"])
-    return 1 if failed else 0
+    return failed
+
+
+def print_costs(costs: dict[str, tuple[float, float | None, list[float]]], count: int) -> None:
+    """The steady-state cost figures, and the API's CPU against a bare Python start."""
+    print(f"\ncost per request, {count} back to back after warm-up (issue 20)")
+    print("  (machine CPU from /proc/stat: refills, teardown and the kernel included)")
+    for key, (machine_ms, worker_ms, wall) in costs.items():
+        worker = f"worker {worker_ms:5.1f} ms" if worker_ms is not None else " " * 15
+        p50, p99 = 1000 * statistics.median(wall), 1000 * percentile(wall, 0.99)
+        print(
+            f"  {key:22s} machine CPU {machine_ms:6.1f} ms   {worker}   "
+            f"wall p50 {p50:6.1f} ms  p99 {p99:6.1f} ms"
+        )
+    api_cpu = costs["api hello"][0]
+    print(f"  api hello / bare python -S: {api_cpu / costs['bare python -S -c pass'][0]:.2f}x CPU")
+
+
+def machine_cpu_ticks() -> int:
+    """Busy CPU ticks of the whole machine so far (all but idle and iowait)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4]
+
+
+def worker_cpu_seconds(master: int) -> float:
+    """User + system CPU of the gunicorn worker (the master's only child)."""
+    (worker,) = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    stat = Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def steady_costs(
+    port: int, master: int, count: int
+) -> dict[str, tuple[float, float | None, list[float]]]:
+    """Machine CPU and wall per request, back to back, for the API's hello and for a
+    bare ``python -S -c pass`` and ``python -c pass`` (the jail's interpreter): what
+    an instance spends under steady load, refills included (name -> machine CPU ms,
+    worker CPU ms or None, wall seconds of each)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    results: dict[str, tuple[float, float | None, list[float]]] = {}
+    actions: list[tuple[str, Callable[[], None], bool]] = [
+        ("api hello", lambda: api_call(port, "hello"), True),
+        ("bare python -S -c pass", lambda: _bare([SANDBOX_PYTHON, "-S", "-c", "pass"]), False),
+        ("bare python -c pass", lambda: _bare([SANDBOX_PYTHON, "-c", "pass"]), False),
+    ]
+    for name, action, is_api in actions:
+        time.sleep(1.0)  # let the pool's refills of the previous step finish
+        machine_before = machine_cpu_ticks()
+        worker_before = worker_cpu_seconds(master) if is_api else 0.0
+        wall = [timed(action) for _ in range(count)]
+        time.sleep(0.5 if is_api else 0)  # the last refills and teardowns
+        machine_ms = 1000 * (machine_cpu_ticks() - machine_before) / ticks / count
+        worker_ms = 1000 * (worker_cpu_seconds(master) - worker_before) / count if is_api else None
+        results[name] = (machine_ms, worker_ms, wall)
+    return results
+
+
+def _bare(argv: list[str]) -> None:
+    subprocess.run(argv, check=True, timeout=60)
 
 
 def report(label: str, ratio: float) -> int:
