@@ -6,7 +6,7 @@ VENV := .venv/bin
 PYTEST := $(VENV)/python -m pytest
 
 .PHONY: setup setup-venv run test lint typecheck unit integration coverage \
-	test-container bench load relock test-client relock-client
+	test-container bench load relock test-client relock-client test-page
 
 # .venv and the jail's sandbox environment (root).
 setup:
@@ -42,6 +42,13 @@ coverage: setup
 	$(PYTEST) --cov --cov-report=term-missing:skip-covered tests/unit tests/integration
 
 test: lint typecheck coverage
+
+# The try-it page (GET /) in a real browser: Debian's chromium, headless, driven by
+# Selenium against the real server (root; setup installs chromium and chromium-driver
+# with apt if missing). Screenshots go to build/page/.
+test-page:
+	@scripts/setup.sh browser
+	$(PYTEST) tests/browser
 
 # Build the Dockerfile on a local Debian base and run it for real (podman, as root).
 test-container:
@@ -89,3 +96,30 @@ relock-client: setup-venv
 			--python-version 3.10 --extra google ../pyproject.toml -o client.txt && \
 		../../../$(VENV)/uv pip compile --quiet --universal --generate-hashes \
 			--python-version 3.10 dev.in -o dev.txt
+
+# The agent integrations (issue 18): PyexecCodeExecutor (google-adk) and `pyexec mcp`
+# (the MCP SDK) in a venv of their own, clients/python/.venv-agents (`setup.sh agents`:
+# the client's locks and the extras' own, requirements/adk.txt and mcp.txt). Then ruff,
+# mypy --strict over their modules and tests, named (the client's own mypy run leaves
+# them out: its venv has neither package), and tests/agents against a live server (root).
+.PHONY: test-agents relock-agents
+AGENT_FILES := src/pyexec_client/adk.py src/pyexec_client/mcp_server.py tests/live.py \
+	tests/agents/*.py
+test-agents: setup
+	@$(CLIENT)/scripts/setup.sh agents
+	cd $(CLIENT) && .venv-agents/bin/ruff check $(AGENT_FILES) && \
+		.venv-agents/bin/ruff format --check $(AGENT_FILES)
+	cd $(CLIENT) && .venv-agents/bin/mypy --python-version 3.11 $(AGENT_FILES)
+	cd $(CLIENT) && .venv-agents/bin/python -m pytest tests/agents
+
+# Re-resolve the extras' locks after the client's, keeping its pins (and its tools') for
+# the packages they share, for Python 3.11 (google-adk's oldest): adk first, then mcp
+# within adk's pins, so that the two install together.
+relock-agents: relock-client
+	cd $(CLIENT)/requirements && \
+		../../../$(VENV)/uv pip compile --quiet --universal --generate-hashes \
+			--python-version 3.11 --extra adk ../pyproject.toml \
+			-c client.txt -c dev.txt -o adk.txt && \
+		../../../$(VENV)/uv pip compile --quiet --universal --generate-hashes \
+			--python-version 3.11 --extra mcp ../pyproject.toml \
+			-c client.txt -c dev.txt -c adk.txt -o mcp.txt

@@ -44,7 +44,11 @@ API key when keys are on; 503 like /healthz until the self-test has passed.
 run works (checked once at start-up); 503 ``starting`` while that check runs, else 503
 with the reason.
 
-Every body is JSON and matches a schema in ``schemas/``.
+``GET /`` (PYEXEC_PAGE=on, the default): the try-it page, one HTML document with its
+CSS and script inline, allowed by their hashes in its Content-Security-Policy
+(pyexec/page.py); with PYEXEC_PAGE=off, a 404 like any unknown path.
+
+Every body but the page's is JSON and matches a schema in ``schemas/``.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ import flask
 import functions_framework
 from werkzeug.exceptions import HTTPException
 
-from pyexec import answers, api, logs
+from pyexec import answers, api, logs, page
 from pyexec.bodylimit import BodyLimit
 from pyexec.errors import PyexecError
 from pyexec.inflight import InFlight
@@ -77,6 +81,7 @@ ROUTES = {
     "/healthz": (("GET", "HEAD"), lambda _request: SERVICE.healthz()),
     "/openapi.json": (("GET", "HEAD"), lambda _request: SERVICE.openapi()),
     "/runtime": (("GET", "HEAD"), SERVICE.runtime),
+    **page.routes(SETTINGS),  # "/" unless PYEXEC_PAGE=off
 }
 
 # The body limit must hold below Flask, so it wraps the WSGI app rather than being

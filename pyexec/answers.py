@@ -23,11 +23,13 @@ from pyexec.schemas import load_schema
 
 @dataclass(frozen=True)
 class Outcome:
-    """An HTTP answer: status code, JSON body and extra headers."""
+    """An HTTP answer: status code, JSON body and extra headers; or, with ``raw``, those
+    bytes as the body instead (the try-it page, whose headers say its type)."""
 
     status: int
     body: dict[str, Any]
     headers: tuple[tuple[str, str], ...] = ()
+    raw: bytes | None = None
 
 
 def kind_statuses() -> dict[str, int]:
@@ -111,9 +113,8 @@ def encode(body: dict[str, Any]) -> bytes:
 
 def to_response(outcome: Outcome) -> flask.Response:
     """An Outcome as a Flask response."""
-    response = flask.Response(
-        encode(outcome.body), status=outcome.status, mimetype="application/json"
-    )
+    content = encode(outcome.body) if outcome.raw is None else outcome.raw
+    response = flask.Response(content, status=outcome.status, mimetype="application/json")
     for name, value in outcome.headers:
         response.headers[name] = value
     return response

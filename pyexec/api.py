@@ -8,6 +8,7 @@ which ``pyexec.answers`` turns into its answer.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import hmac
 import json
 import logging
@@ -101,7 +102,9 @@ class Service:
             fields["kind"],
             extra={"fields": fields},
         )
-        return Outcome(outcome.status, body, (*outcome.headers, ("X-Request-Id", request_id)))
+        return dataclasses.replace(
+            outcome, headers=(*outcome.headers, ("X-Request-Id", request_id))
+        )
 
     def execute(self, request: flask.Request) -> Outcome:
         """POST /execute: run the body's script and answer with its outcome."""

@@ -73,6 +73,26 @@ def _errors(*statuses: int) -> dict[str, Any]:
     }
 
 
+def _page_path(settings: Settings) -> dict[str, Any]:
+    """GET /, the try-it page (pyexec/page.py): HTML, not JSON; absent with PYEXEC_PAGE=off."""
+    if not settings.page:
+        return {}
+    page = {
+        "operationId": "page",
+        "summary": "The try-it page: write a script, run it, see its answer",
+        "description": "One HTML document with its CSS and script inline, allowed by their "
+        "hashes in its Content-Security-Policy; it calls this API on this origin only.",
+        "responses": {
+            "200": {
+                "description": "The page.",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            },
+            **_errors(405, 500),
+        },
+    }
+    return {"/": {"get": page}}
+
+
 def build_openapi(settings: Settings) -> dict[str, Any]:
     """The whole document for this server's settings."""
     schemas = {name: _component(load_schema(name)) for name in SCHEMA_NAMES}
@@ -86,6 +106,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
             "description": "Run an untrusted Python script's main() in a one-use nsjail jail.",
         },
         "paths": {
+            **_page_path(settings),
             "/execute": {
                 "post": {
                     "operationId": "execute",

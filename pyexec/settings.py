@@ -62,6 +62,8 @@ class Settings:
     shutdown_grace_seconds: float = 8.0
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     gcp_project: str = ""
+    # PYEXEC_PAGE: the try-it page at GET / (pyexec/page.py).
+    page: bool = True
     pool_size: int = 2
     light_pool_size: int = 6
     chart_pool_size: int = 1
@@ -156,6 +158,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         },
         "api_keys": _api_keys(env.get("PYEXEC_API_KEYS", "")),
         "gcp_project": env.get("GOOGLE_CLOUD_PROJECT", "").strip(),
+        "page": _on_off(env, "PYEXEC_PAGE", default=True),
     }
     raw_preimport = env.get("PYEXEC_PREIMPORT")
     if raw_preimport is not None:
@@ -194,6 +197,16 @@ def _api_keys(raw: str) -> tuple[str, ...]:
     if any(len(key) < 16 for key in keys):
         raise SettingsError("PYEXEC_API_KEYS: every key must be at least 16 characters.")
     return keys
+
+
+def _on_off(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """A switch: ``on`` or ``off``; unset or only spaces keeps the default."""
+    raw = env.get(name, "")
+    if raw.strip() == "":
+        return default
+    if raw.strip() not in ("on", "off"):
+        raise SettingsError(f"{name}={raw!r} must be on or off.")
+    return raw.strip() == "on"
 
 
 def _module_names(raw: str) -> tuple[str, ...]:

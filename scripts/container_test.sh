@@ -199,6 +199,16 @@ if [ -n "$healthy" ]; then
         '{"output_files": ["*.png"]}'
     check after-failures 200 'b["result"] == "still fine"' \
         $'def main():\n    return "still fine"\n'
+    # The try-it page (issue 19): in the image, with its CSP naming its script's hash.
+    page=$(curl -s -D "$WORK/page-headers" -o "$WORK/page" -w '%{http_code}' --max-time 10 \
+        "$URL/" || true)
+    if [ "$page" = 200 ] && grep -q '<script>' "$WORK/page" &&
+        grep -qi "^content-security-policy: default-src 'none'; script-src 'sha256-" \
+            "$WORK/page-headers"; then
+        pass page
+    else
+        fail page "status ${page:-none}: $(head -c 300 "$WORK/page-headers" 2> /dev/null)"
+    fi
 fi
 
 echo "container: $passed passed, $failed failed"

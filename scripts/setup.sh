@@ -10,6 +10,8 @@
 #                             numpy, pandas and matplotlib (and matplotlib's font cache),
 #                             world-readable so the jailed uid (65534) can use it.
 #                             nsjail.cfg mounts exactly this path.
+#   scripts/setup.sh browser  also Debian's chromium and chromium-driver (root), for the
+#                             try-it page's browser tests (make test-page).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -70,3 +72,11 @@ for src in $(sed -n 's|^mount { src: "\('"$SANDBOX_DIR"'/[^"]*\)".*|\1|p' nsjail
         exit 1
     fi
 done
+
+# The browser tests' chromium and its driver, from Debian (no browser is downloaded
+# any other way); only for make test-page.
+if [ "$what" = browser ] && ! { command -v chromium && command -v chromedriver; } >/dev/null; then
+    echo "setup: installing Debian's chromium and chromium-driver for the browser tests"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi

@@ -74,12 +74,39 @@ class LiveServer:
             time.sleep(0.2)
         raise RuntimeError("the server did not become healthy")
 
+    def wait_answering(self, timeout: float = 120) -> None:
+        """Block until /healthz answers at all, healthy or not (a server whose
+        sandbox cannot run answers 503 ``sandbox_unavailable``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.process.returncode}")
+            with contextlib.suppress(OSError):
+                if self.get("/healthz", timeout=5)[1].get("kind") != "starting":
+                    return
+            time.sleep(0.2)
+        raise RuntimeError("the server did not finish its self-test")
+
 
 @contextlib.contextmanager
 def serve(**environ: str) -> Iterator[LiveServer]:
     """Start the server with ``environ`` added, wait until it is healthy, and always
     stop it afterwards: SIGTERM (its graceful shutdown), SIGKILL if that takes over
     a minute (its jails die with it either way)."""
+    with _serving(environ, healthy=True) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serve_unhealthy(**environ: str) -> Iterator[LiveServer]:
+    """As serve, for a server whose self-test is meant to fail: wait until it has
+    ended (/healthz answers other than ``starting``) instead."""
+    with _serving(environ, healthy=False) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _serving(environ: dict[str, str], healthy: bool) -> Iterator[LiveServer]:
     port = free_port()
     process = subprocess.Popen(
         [str(PROJECT_DIR / "scripts/serve")],
@@ -90,7 +117,10 @@ def serve(**environ: str) -> Iterator[LiveServer]:
     )
     server = LiveServer(process, port)
     try:
-        server.wait_healthy()
+        if healthy:
+            server.wait_healthy()
+        else:
+            server.wait_answering()
         yield server
     finally:
         if process.poll() is None:

@@ -126,7 +126,8 @@ def test_wrong_method_is_405_with_allow(app_client: FlaskClient, method: str) ->
     assert body["kind"] == "method_not_allowed"
 
 
-@pytest.mark.parametrize("path", ["/", "/nope", "/execute/extra", "/favicon.ico", "/robots.txt"])
+# "/" is the try-it page (tests/integration/test_page.py), unless PYEXEC_PAGE=off.
+@pytest.mark.parametrize("path", ["/nope", "/execute/extra", "/favicon.ico", "/robots.txt"])
 def test_unknown_path_is_json_404(app_client: FlaskClient, path: str) -> None:
     response = app_client.get(path)
     assert response.status_code == 404

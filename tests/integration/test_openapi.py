@@ -43,7 +43,7 @@ def response_validator(document: dict[str, Any], path: str, method: str, status:
 def test_document_is_openapi_3_1_built_from_the_schemas(app_client: FlaskClient) -> None:
     document = get_document(app_client)
     assert document["openapi"] == "3.1.0"
-    assert set(document["paths"]) == {"/execute", "/healthz", "/runtime", "/openapi.json"}
+    assert set(document["paths"]) == {"/execute", "/healthz", "/runtime", "/openapi.json", "/"}
     schemas = document["components"]["schemas"]
     assert set(schemas) == {"request", "success", "error", "health", "run", "runtime"}
     request = schemas["request"]

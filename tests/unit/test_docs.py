@@ -22,7 +22,14 @@ CONFIGURATION_DOC = ROOT / "docs" / "configuration.md"
 ERROR_SCHEMA = ROOT / "schemas" / "error.schema.json"
 # Variables read outside _FIELDS and _PATHS: by load_settings, scripts/serve or
 # gunicorn.conf.py.
-OTHER_VARIABLES = {"PYEXEC_API_KEYS", "PYEXEC_PREIMPORT", "GOOGLE_CLOUD_PROJECT", "PORT", "HOST"}
+OTHER_VARIABLES = {
+    "PYEXEC_API_KEYS",
+    "PYEXEC_PREIMPORT",
+    "PYEXEC_PAGE",
+    "GOOGLE_CLOUD_PROJECT",
+    "PORT",
+    "HOST",
+}
 
 KIND_ROW = re.compile(r"`([a-z_]+)`")
 STATUS = re.compile(r"[1-5][0-9][0-9]")
@@ -147,6 +154,12 @@ def test_every_numeric_setting_documents_the_bounds_it_is_checked_against() -> N
         assert (float(bounds.group(1)), float(bounds.group(2))) == (float(low), float(high)), (
             f"{variable}: {cell} != {low:g} to {high:g}"
         )
+
+
+def test_the_page_switch_documents_its_default_and_its_two_values() -> None:
+    default, values, _meaning = _documented_settings()["PYEXEC_PAGE"]
+    assert Settings.page is True
+    assert (default, values) == ("`on`", "`on` or `off`")
 
 
 def test_path_settings_have_no_numeric_bounds() -> None:

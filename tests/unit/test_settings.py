@@ -268,3 +268,18 @@ def test_api_keys_never_show_in_repr_or_public() -> None:
     for shown in (repr(settings), str(settings), repr(public)):
         assert KEY not in shown
         assert OTHER_KEY not in shown
+
+
+@pytest.mark.parametrize(
+    ("raw", "page"), [(None, True), ("", True), ("  ", True), ("on", True), (" off ", False)]
+)
+def test_the_page_is_on_unless_pyexec_page_is_off(raw: str | None, page: bool) -> None:
+    environ = {} if raw is None else {"PYEXEC_PAGE": raw}
+    assert load_settings(environ).page is page
+
+
+@pytest.mark.parametrize("raw", ["yes", "ON", "0", "false", "of"])
+def test_pyexec_page_other_than_on_or_off_stops_start_up_naming_it(raw: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"PYEXEC_PAGE": raw})
+    assert str(caught.value) == f"PYEXEC_PAGE={raw!r} must be on or off."

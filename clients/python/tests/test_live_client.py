@@ -35,7 +35,8 @@ def test_health_says_the_sandbox_works(client: Client) -> None:
     health = client.health()
     assert health.status == "ok"
     assert health.cgroups in ("v1", "v2", "none")
-    assert set(health.pool) == {"light", "heavy"}
+    # light and heavy always; chart too when the server has a pool for matplotlib.
+    assert {"light", "heavy"} <= set(health.pool)
 
 
 def test_execute_returns_the_result_and_what_was_printed(client: Client) -> None:

@@ -1,4 +1,5 @@
-"""The ``pyexec`` command: ``pyexec run FILE|-``, ``pyexec health`` and ``pyexec runtime``.
+"""The ``pyexec`` command: ``pyexec run FILE|-``, ``pyexec health``, ``pyexec runtime``
+and ``pyexec mcp`` (an MCP server on stdio, the ``mcp`` extra: pyexec_client.mcp_server).
 
 ``run``: the script's stdout and stderr go to this process's stdout and stderr, then
 the result as one line of JSON on stdout. ``runtime``: the service's answer, as JSON.
@@ -9,6 +10,7 @@ what happened (EXIT_CODES).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import sys
@@ -19,6 +21,7 @@ from typing import Any, TextIO
 from pyexec_client._cli_args import (
     Connection,
     HealthCommand,
+    McpCommand,
     RunCommand,
     RuntimeCommand,
     UsageError,
@@ -78,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The console script; returns the exit code."""
     try:
         command = parse_command(sys.argv[1:] if argv is None else argv, os.environ)
+        if isinstance(command, McpCommand):
+            return _mcp(command)
         with _client(command.connection) as client:
             if isinstance(command, HealthCommand):
                 return _health(client, command.connection)
@@ -87,6 +92,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         say(str(exc))
         return EXIT_BAD_REQUEST
+
+
+def _mcp(command: McpCommand) -> int:
+    """``pyexec mcp``, from pyexec_client.mcp_server: imported only here, since it
+    needs the ``mcp`` extra."""
+    try:
+        server = importlib.import_module("pyexec_client.mcp_server")
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.partition(".")[0] not in ("mcp", "mcp_types"):
+            raise
+        raise UsageError(
+            "pyexec mcp needs the mcp extra: pip install 'pyexec-client[mcp]'"
+        ) from exc
+    code: int = server.run_command(command)
+    return code
 
 
 def _client(connection: Connection) -> Client:

@@ -62,6 +62,15 @@ class RuntimeCommand:
     connection: Connection
 
 
+@dataclass(frozen=True)
+class McpCommand:
+    """``pyexec mcp``: an MCP server on stdio (the ``mcp`` extra; pyexec_client.mcp_server).
+    ``output_files``: the patterns of the files each run hands back (empty: the default)."""
+
+    connection: Connection
+    output_files: tuple[str, ...]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``pyexec`` and its subcommands."""
     parser = argparse.ArgumentParser(
@@ -72,15 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
         "4 unavailable or overloaded, 5 no connection or no answer in time, 6 service error.",
     )
     parser.add_argument("--version", action="version", version=f"pyexec-client {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", help="the service's base URL (default: $PYEXEC_URL)")
-    common.add_argument(
+    reach = argparse.ArgumentParser(add_help=False)
+    reach.add_argument("--url", help="the service's base URL (default: $PYEXEC_URL)")
+    reach.add_argument(
         "--http-timeout",
         type=float,
         default=DEFAULT_HTTP_TIMEOUT,
         metavar="SECONDS",
         help="how long to wait for the answer, retries included (default: %(default)s)",
     )
+    common = argparse.ArgumentParser(add_help=False, parents=[reach])
     common.add_argument("--json", action="store_true", help="print the raw JSON answer")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser(
@@ -92,6 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
         "runtime",
         parents=[common],
         help="print, as JSON, the sandbox's Python, packages, pre-imported modules and limits",
+    )
+    mcp = commands.add_parser(
+        "mcp",
+        parents=[reach],
+        help="serve MCP on stdio: a run_python tool for agents (needs pyexec-client[mcp])",
+        description="An MCP server on standard input and output whose tool run_python runs "
+        "Python in the service's sandbox. The API key comes from PYEXEC_API_KEY.",
+    )
+    mcp.add_argument(
+        "--output-files",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="return the files matching GLOB after each run (repeatable; default: **, "
+        "every file the code wrote or changed)",
     )
     return parser
 
@@ -142,7 +167,7 @@ def parse_file_spec(spec: str) -> tuple[Path, str]:
 
 def parse_command(
     argv: Sequence[str], environ: Mapping[str, str]
-) -> RunCommand | HealthCommand | RuntimeCommand:
+) -> RunCommand | HealthCommand | RuntimeCommand | McpCommand:
     """The command ``argv`` asks for; UsageError for what argparse does not check."""
     arguments = build_parser().parse_args(argv)
     url = arguments.url or environ.get("PYEXEC_URL")
@@ -151,8 +176,13 @@ def parse_command(
     if arguments.http_timeout <= 0:
         raise UsageError("--http-timeout must be positive")
     connection = Connection(
-        url, environ.get("PYEXEC_API_KEY") or None, arguments.http_timeout, arguments.json
+        url,
+        environ.get("PYEXEC_API_KEY") or None,
+        arguments.http_timeout,
+        getattr(arguments, "json", False),
     )
+    if arguments.command == "mcp":
+        return McpCommand(connection, tuple(arguments.output_files))
     if arguments.command == "health":
         return HealthCommand(connection)
     if arguments.command == "runtime":
