@@ -1,21 +1,20 @@
 """nsjail's command line for one jail, from the settings and the run's memory limit.
 
-Pure: no process is started and nothing is read but the runner's source (once, at
-import). The jail's shape (namespaces, mounts, seccomp, environment) is
-``nsjail.cfg``; this adds only per-run values: the rlimits and cgroup limits, the
-fds nsjail passes through, nsjail's own backstop time limit and the runner command.
+Pure but for the runner's compiled code, which the jail's interpreter makes once per
+process (pyexec/runner_code.py). The jail's shape (namespaces, mounts, seccomp,
+environment) is ``nsjail.cfg``; this adds only per-run values: the rlimits and cgroup
+limits, the fds nsjail passes through, nsjail's own backstop time limit and the runner
+command.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from pyexec.cgroups import CgroupSupport
+from pyexec.runner_code import runner_args
 from pyexec.settings import Settings
 
-# The jailed uid cannot read the service's files: the runner travels in argv.
-RUNNER_SOURCE = (Path(__file__).parent / "runner.py").read_text(encoding="utf-8")
 # Extra CPU seconds a jail may spend before its script arrives (imports).
 STARTUP_CPU_SECONDS = 60
 # -I: isolated (no environment, no user site); -S: no site (the runner does the
@@ -109,8 +108,7 @@ def nsjail_argv(
         "--",
         settings.sandbox_python,
         *PYTHON_FLAGS,
-        "-c",
-        RUNNER_SOURCE,
+        *runner_args(settings.sandbox_python),
         "--control-fd",
         str(fds.control_r),
         "--result-fd",

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from pyexec.cgroups import CgroupSupport
 from pyexec.command import (
-    RUNNER_SOURCE,
     JailFds,
     backstop_seconds,
     nsjail_argv,
     rlimit_args,
 )
+from pyexec.runner_code import BOOTSTRAP, RUNNER_SOURCE, runner_args
 from pyexec.settings import Settings, load_settings
 
 V1 = CgroupSupport(
@@ -152,8 +154,7 @@ def test_nsjail_argv_is_prefix_nsjail_fds_cgroups_limits_then_the_runner(
         "-S",
         "-B",
         "-u",
-        "-c",
-        RUNNER_SOURCE,
+        *runner_args("/sandbox/bin/python"),
         "--control-fd",
         "11",
         "--result-fd",
@@ -189,3 +190,47 @@ def test_the_runner_travels_in_argv_as_the_file_s_own_text() -> None:
     # An argv string cannot hold NUL, and Linux caps one at 32 pages (MAX_ARG_STRLEN).
     assert "\x00" not in RUNNER_SOURCE
     assert len(RUNNER_SOURCE.encode()) < 32 * 4096
+
+
+def test_without_the_jail_s_interpreter_the_runner_travels_as_source() -> None:
+    assert runner_args("/nonexistent/python") == ("-c", RUNNER_SOURCE)
+
+
+@pytest.mark.skipif(
+    not Path(load_settings({}).sandbox_python).exists(), reason="no sandbox interpreter here"
+)
+def test_the_compiled_runner_runs_as_the_source_would(tmp_path: Path) -> None:
+    """The jail's interpreter compiles the runner once; the bootstrap execs that code
+    as __main__ with the runner's own flags after it (here without a jail: an fd that
+    is closed at once, so the runner stops at reading its request)."""
+    python = load_settings({}).sandbox_python
+    args = runner_args(python)
+    assert args[:2] == ("-c", BOOTSTRAP)
+    assert len(args[2]) < 32 * 4096
+    control_r, control_w = os.pipe()
+    result_r, result_w = os.pipe()
+    os.close(control_w)
+    done = subprocess.run(
+        [
+            python,
+            "-I",
+            "-S",
+            "-B",
+            "-u",
+            *args,
+            "--control-fd",
+            str(control_r),
+            "--result-fd",
+            str(result_w),
+        ],
+        pass_fds=(control_r, result_w),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    os.close(control_r)
+    os.close(result_w)
+    with os.fdopen(result_r, "rb") as result:
+        ready = result.read()
+    assert ready.startswith(b"ready ")  # the runner ran its main() up to the request
+    assert b"the service sent no request" in done.stderr

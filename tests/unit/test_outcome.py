@@ -18,7 +18,6 @@ import pytest
 
 from pyexec import runner
 from pyexec.answers import Outcome, kind_statuses
-from pyexec.command import RUNNER_SOURCE
 from pyexec.outcome import (
     MAX_EXCEPTION_CHARS,
     MAX_FIELD_CHARS,
@@ -28,6 +27,7 @@ from pyexec.outcome import (
 )
 from pyexec.protocol import MAX_INT_DIGITS, report_frame
 from pyexec.record import RunRecord
+from pyexec.runner_code import RUNNER_SOURCE
 from pyexec.schemas import load_schema, validator
 from pyexec.settings import Limits
 

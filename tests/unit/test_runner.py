@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 
 from pyexec import protocol, runner
-from pyexec.command import PYTHON_FLAGS, RUNNER_SOURCE
+from pyexec.command import PYTHON_FLAGS
+from pyexec.runner_code import RUNNER_SOURCE
 
 MAX_INT: int = 10**protocol.MAX_INT_DIGITS
 STR_FAILED = "<the exception's message could not be produced: its __str__ raised>"

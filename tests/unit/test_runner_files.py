@@ -28,11 +28,12 @@ import pytest
 
 from pyexec import protocol, runner
 from pyexec.answers import Outcome
-from pyexec.command import PYTHON_FLAGS, RUNNER_SOURCE
+from pyexec.command import PYTHON_FLAGS
 from pyexec.files import MAX_DEPTH, MAX_LISTED, FileCaps, answer_entries, path_problem
 from pyexec.outcome import interpret
 from pyexec.payload import output_caps
 from pyexec.record import RunRecord
+from pyexec.runner_code import RUNNER_SOURCE
 from pyexec.schemas import RequestValidator, load_schema, validator
 from pyexec.settings import Settings, load_settings
 
