@@ -14,8 +14,8 @@ host=$1 run_dir=$2 duration=$3
 
 case $host in
     cgroup-v2) mem=3G mode=v2 ;;        # cgroup v2 only
-    no-cgroup) mem=3G mode=none ;;      # no cgroups at all
-    small-no-cgroup) mem=1G mode=none ;; # ~1 GiB, no cgroups
+    no-cgroup) mem=3G mode=own ;;       # none mounted: the service mounts its own
+    small-no-cgroup) mem=1G mode=none ;; # ~1 GiB, none mounted, PYEXEC_CGROUP_MOUNT=off
     *) echo "boot: unknown host $host" >&2; exit 2 ;;
 esac
 # Boot, service start, the check set (~1 min) and the drain after the load (up to

@@ -8,7 +8,12 @@ Every step appends named pass/fail checks to RUN_DIR/result.json, rewritten and
 fsync'ed after each step: the guest may be killed at any time (the host's timeout,
 or a guest that runs out of memory), and the host reads whatever got there.
 
-    .venv/bin/python hosts/guest.py RUN_DIR MODE DURATION     (MODE: v2 or none)
+    .venv/bin/python hosts/guest.py RUN_DIR MODE DURATION     (MODE: v2, own or none)
+
+MODE v2: cgroup2 on /sys/fs/cgroup. MODE own: no cgroup mounted, and the service may
+mount a cgroup2 hierarchy of its own (PYEXEC_CGROUP_MOUNT=auto, the default). MODE
+none: no cgroup mounted and the service told not to mount one (PYEXEC_CGROUP_MOUNT=off):
+the no-cgroup fallback.
 """
 
 from __future__ import annotations
@@ -27,6 +32,12 @@ import service
 from client import call
 from monitor import Monitor
 
+# MODE -> (/healthz cgroups, /healthz cgroup_source, where the jails' cgroups are).
+EXPECTED = {
+    "v2": ("v2", "host", Path("/sys/fs/cgroup")),
+    "own": ("v2", "own_mount", Path("/run/pyexec/cgroup2")),
+    "none": ("none", "none", None),
+}
 CHECK_SET = ("hello", "pandas", "memory_bomb", "fork_bomb", "cpu_hog", "stdout_flood")
 # The service's default pool (PYEXEC_LIGHT_POOL_SIZE, PYEXEC_POOL_SIZE).
 POOL = {
@@ -111,7 +122,11 @@ def main() -> int:
         duration=duration,
         mem_total_mib=round(_mem_total_mib()),
     )
-    process = service.start(run_dir / "service.log")
+    want_cgroups, want_source, cgroup_root = EXPECTED[mode]
+    forkers = want_cgroups == "none"
+    process = service.start(
+        run_dir / "service.log", {"PYEXEC_CGROUP_MOUNT": "off" if mode == "none" else "auto"}
+    )
     took, answer = service.wait_healthy(process, timeout=240)
     result.data["healthy_after_s"] = round(took, 1)
     healthy = result.check(
@@ -119,13 +134,15 @@ def main() -> int:
         isinstance(answer, tuple) and answer[0] == 200,
         f"{answer} after {took:.1f} s",
     )
-    cgroups = (
-        answer[1].get("cgroups")
-        if isinstance(answer, tuple) and isinstance(answer[1], dict)
-        else None
-    )
+    body = answer[1] if isinstance(answer, tuple) and isinstance(answer[1], dict) else {}
+    cgroups, source = body.get("cgroups"), body.get("cgroup_source")
     result.data["cgroups"] = cgroups
-    result.check(f"/healthz cgroups is {mode}", cgroups == mode, f"reported {cgroups!r}")
+    result.data["cgroup_source"] = source
+    result.check(
+        f"/healthz cgroups is {want_cgroups} ({want_source})",
+        (cgroups, source) == (want_cgroups, want_source),
+        f"reported {cgroups!r} ({source!r})",
+    )
     result.save()
     if healthy:
         monitor = Monitor(process.pid).start()
@@ -135,9 +152,9 @@ def main() -> int:
         run_check_set(result)
         service.wait_pool(POOL, timeout=60)
         result.data["load_started_at"] = f"t+{monitor.now():.0f}s"
-        figures = load.run(duration, forkers=mode == "none")
+        figures = load.run(duration, forkers=forkers)
         result.data["load"] = figures
-        judge_load(result, figures, forkers=mode == "none")
+        judge_load(result, figures, forkers=forkers)
         monitor.stop()
         result.data["monitor"] = monitor.figures()
         failures = monitor.figures()["healthz_failures"]
@@ -155,7 +172,7 @@ def main() -> int:
     result.data["stop"] = service.stop(process)
     time.sleep(2)  # let the last reaped jails' cgroups go
     processes = service.leftover_processes()
-    jails, others = service.leftover_cgroups()
+    jails, others = service.leftover_cgroups(cgroup_root)
     result.data["cgroups_after_stop"] = others
     result.check(
         "no process left after stop",

@@ -5,7 +5,8 @@
 #   init=hosts/guest_init.sh -- RUN_DIR MODE DURATION
 #
 # MODE v2: cgroup2 on /sys/fs/cgroup (the kernel has cgroup_no_v1=all, so no v1);
-# MODE none: no cgroup mounted at all, as in a container without a writable hierarchy.
+# MODE own and none: no cgroup mounted at all, as in a container without a writable
+# hierarchy (own: the service may mount its own; none: it is told not to, hosts/guest.py).
 # /tmp, /run and /dev/shm get the guest's own tmpfs, so that nothing the guest writes
 # there lands on the host; only RUN_DIR (on the host's disk, not under /tmp) carries
 # the results out. The harness is shielded from the guest's OOM killer; the service

@@ -105,7 +105,7 @@ def _summary(result: dict[str, Any], boot: dict[str, str]) -> list[str]:
     """The short report's lines: the host, the load, memory and /healthz."""
     lines = [
         f"{boot.get('mem', '?')} guest ({result.get('mem_total_mib', '?')} MiB seen), "
-        f"/healthz cgroups {result.get('cgroups')!r}, "
+        f"/healthz cgroups {result.get('cgroups')!r} ({result.get('cgroup_source')!r}), "
         f"healthy after {result.get('healthy_after_s', '?')} s, "
         f"pool full after {result.get('pool_full_after_s', '?')} s more"
     ]

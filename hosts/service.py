@@ -21,13 +21,14 @@ PROJECT = Path(__file__).resolve().parent.parent
 PF_KTHREAD = 0x00200000
 
 
-def start(log: Path) -> subprocess.Popen[bytes]:
-    """``scripts/serve`` on 127.0.0.1:PORT, its output appended to ``log``."""
+def start(log: Path, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``scripts/serve`` on 127.0.0.1:PORT with ``extra_env``, its output appended to
+    ``log``."""
     with log.open("ab") as sink:
         return subprocess.Popen(
             ["/bin/sh", "-c", "echo 0 > /proc/self/oom_score_adj && exec scripts/serve"],
             cwd=PROJECT,
-            env={**os.environ, "HOST": "127.0.0.1", "PORT": str(PORT)},
+            env={**os.environ, "HOST": "127.0.0.1", "PORT": str(PORT), **extra_env},
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
@@ -145,10 +146,10 @@ def leftover_processes() -> list[str]:
     ]
 
 
-def leftover_cgroups() -> tuple[list[str], list[str]]:
-    """(jail cgroups NSJAIL.* and JAIL.* still present, other cgroups the service made)."""
-    root = Path("/sys/fs/cgroup")
-    if not (root / "cgroup.controllers").exists():
+def leftover_cgroups(root: Path | None) -> tuple[list[str], list[str]]:
+    """(jail cgroups NSJAIL.* and JAIL.* still present, other cgroups the service made)
+    in the cgroup2 hierarchy at ``root`` (None: there is none)."""
+    if root is None or not (root / "cgroup.controllers").exists():
         return [], []
     jails, others = [], []
     for directory in sorted(p for p in root.rglob("*") if p.is_dir()):

@@ -95,7 +95,9 @@ class Executor:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.cgroups: CgroupSupport = prepare_cgroups(settings.cgroup_parent)
+        self.cgroups: CgroupSupport = prepare_cgroups(
+            settings.cgroup_parent, mount=settings.cgroup_mount == "auto"
+        )
         self.pools = JailPools(settings, self.cgroups)
         self.admission = Admission(settings)
         self._health: Health | None = None
@@ -293,6 +295,10 @@ class Executor:
         """How each limit is held on this host (GET /healthz, the start-up log)."""
         cgroup = self.cgroups.enforced
         return {
+            # Which hierarchy the jails' cgroups are in: host (/sys/fs/cgroup as found),
+            # own_mount (a cgroup2 mount of the service's own), remount (/sys/fs/cgroup
+            # remounted read-write), none.
+            "cgroup_source": self.cgroups.source,
             "limits": {
                 "memory": "cgroup" if cgroup else "watchdog",
                 "pids": "cgroup" if cgroup else "rlimit",
@@ -314,6 +320,8 @@ class Executor:
             "cgroups": health.cgroups,
             "cgroup_limits": list(CONTROLLERS) if self.cgroups.enforced else [],
             "rlimit_fallback": not self.cgroups.enforced,
+            # Why there are no cgroups: what was found, and each mount attempt.
+            **({"cgroup_reason": self.cgroups.reason} if self.cgroups.reason else {}),
             "namespaces": list(facts.namespaces),
             "seccomp": facts.seccomp,
             "jail_uid": facts.jail_uid,

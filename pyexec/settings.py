@@ -75,6 +75,10 @@ class Settings:
     nsjail_config: str = str(PROJECT_DIR / "nsjail.cfg")
     sandbox_python: str = "/opt/pyexec/sandbox/bin/python"
     cgroup_parent: str = "pyexec"
+    # PYEXEC_CGROUP_MOUNT: "auto" lets a root service with CAP_SYS_ADMIN mount a cgroup2
+    # hierarchy of its own (or remount /sys/fs/cgroup read-write) when /sys/fs/cgroup
+    # is unusable (pyexec/cgroups.py); "off" never mounts.
+    cgroup_mount: str = "auto"
 
     def public(self) -> dict[str, object]:
         """The settings as a log record: no API keys, only how many there are."""
@@ -136,7 +140,9 @@ _PATHS: dict[str, str] = {
     "PYEXEC_NSJAIL_CONFIG": "nsjail_config",
     "PYEXEC_SANDBOX_PYTHON": "sandbox_python",
     "PYEXEC_CGROUP_PARENT": "cgroup_parent",
+    "PYEXEC_CGROUP_MOUNT": "cgroup_mount",
 }
+CGROUP_MOUNT_VALUES = ("auto", "off")
 
 
 def _bundled_nsjail() -> str:
@@ -237,6 +243,8 @@ def _check_consistent(settings: Settings) -> None:
             "PYEXEC_MAX_BODY_BYTES must not be above half of PYEXEC_INFLIGHT_MB "
             f"({settings.inflight_mb} MB): big bodies and answers share that half."
         )
+    if settings.cgroup_mount not in CGROUP_MOUNT_VALUES:
+        raise SettingsError(f"PYEXEC_CGROUP_MOUNT={settings.cgroup_mount!r} must be auto or off.")
     for label, path in (
         ("PYEXEC_NSJAIL", settings.nsjail_path),
         ("PYEXEC_NSJAIL_CONFIG", settings.nsjail_config),

@@ -3,7 +3,12 @@
 #
 #   podman run --rm -d --privileged -p 127.0.0.1:18080:8080 IMAGE
 #
-# then send real requests to it on loopback and check the answers. Run as root on
+# then send real requests to it on loopback and check the answers. Then the same image
+# in two short runs with fewer privileges (the privilege matrix, docs/operations.md):
+# `--cap-add SYS_ADMIN --security-opt unmask=/proc/*` (healthy; its cgroups mode is
+# reported; hello and the memory, fork and output attacks each get their own kind),
+# and no extra privileges (/healthz and /execute 503 sandbox_unavailable naming the
+# cause: nothing runs). Run as root on
 # Debian. Only Debian's mirror and PyPI are needed, so the base image is not pulled
 # from a registry: a bookworm minbase (debootstrap) with python3 and python3-venv
 # stands in for python:3.12-slim. It is cached as localhost/pyexec-base:bookworm;
@@ -119,23 +124,38 @@ fi
 size=$(podman image inspect --format '{{.Size}}' "$APP_IMAGE")
 log "image built in $((SECONDS - start)) s, $((size / 1000000)) MB"
 
-start=$SECONDS
-CONTAINER=$(podman run --rm -d --privileged -p "127.0.0.1:${HOST_PORT}:8080" "$APP_IMAGE")
-log "started container ${CONTAINER:0:12}; waiting for /healthz"
-healthy=""
-deadline=$((SECONDS + HEALTH_WAIT))
-while [ "$SECONDS" -lt "$deadline" ]; do
-    code=$(curl -s -o "$WORK/health" -w '%{http_code}' --max-time 3 "$URL/healthz" || true)
-    if [ "$code" = 200 ]; then
-        healthy=1
-        break
+# run_container PODMAN_RUN_FLAGS...: start the image (replacing any earlier container)
+# and wait until /healthz answers something other than 503 starting (its body in
+# $WORK/health, its status in $code). Sets $healthy when that is a 200.
+run_container() {
+    if [ -n "$CONTAINER" ]; then
+        podman rm -f -t 5 "$CONTAINER" > /dev/null 2>&1 || true
+        CONTAINER=""
     fi
-    if [ "$(podman inspect --format '{{.State.Running}}' "$CONTAINER" 2> /dev/null)" != true ]; then
-        log "the container stopped (it was started with --rm, so its log is gone)"
-        break
-    fi
-    sleep 1
-done
+    start=$SECONDS
+    CONTAINER=$(podman run --rm -d "$@" -p "127.0.0.1:${HOST_PORT}:8080" "$APP_IMAGE")
+    log "started container ${CONTAINER:0:12} ($*); waiting for /healthz"
+    healthy=""
+    code=""
+    local deadline=$((SECONDS + HEALTH_WAIT))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        code=$(curl -s -o "$WORK/health" -w '%{http_code}' --max-time 3 "$URL/healthz" || true)
+        if [ "$code" = 200 ]; then
+            healthy=1
+            break
+        fi
+        if [ "$code" = 503 ] && ! grep -q '"starting"' "$WORK/health"; then
+            break
+        fi
+        if [ "$(podman inspect --format '{{.State.Running}}' "$CONTAINER" 2> /dev/null)" != true ]; then
+            log "the container stopped (it was started with --rm, so its log is gone)"
+            break
+        fi
+        sleep 1
+    done
+}
+
+run_container --privileged
 
 passed=0
 failed=0
@@ -210,6 +230,34 @@ if [ -n "$healthy" ]; then
         fail page "status ${page:-none}: $(head -c 300 "$WORK/page-headers" 2> /dev/null)"
     fi
 fi
+
+# The privilege matrix (docs/operations.md#the-container): the least that works.
+LEAST=(--cap-add SYS_ADMIN --security-opt 'unmask=/proc/*')
+run_container "${LEAST[@]}"
+if [ -n "$healthy" ]; then
+    pass "least privilege: healthz ($(python3 -c 'import json, sys; b = json.load(open(sys.argv[1])); print("cgroups", b["cgroups"], "via", b["cgroup_source"], "limits", b["limits"])' "$WORK/health"), after $((SECONDS - start)) s)"
+    check "least privilege: hello" 200 'b["result"] == {"hello": "world"}' \
+        $'def main():\n    return {"hello": "world"}\n'
+    check "least privilege: memory bomb" 400 'b["kind"] == "memory_limit"' \
+        $'def main():\n    hog = []\n    while True:\n        hog.append(bytearray(16 * 1024 * 1024))\n'
+    check "least privilege: fork bomb" 400 'b["kind"] in ("timeout", "cpu_limit")' \
+        $'import os\ndef main():\n    while True:\n        try:\n            os.fork()\n        except OSError:\n            pass\n' \
+        '{"timeout_seconds": 2}'
+    check "least privilege: stdout flood" 400 'b["kind"] == "output_limit"' \
+        $'import sys\ndef main():\n    while True:\n        sys.stdout.write("flood " * 1000)\n'
+else
+    fail "least privilege: healthz" "no 200 within ${HEALTH_WAIT} s (last: ${code:-none} $(cat "$WORK/health" 2> /dev/null))"
+fi
+
+# No extra privileges: no jail can start, so nothing runs, and both endpoints say why.
+run_container
+if [ "$code" = 503 ] && python3 -c 'import json, sys; b = json.load(open(sys.argv[1])); sys.exit(0 if b["kind"] == "sandbox_unavailable" and "namespace" in b["error"].lower() else 1)' "$WORK/health" 2> /dev/null; then
+    pass "no privileges: healthz 503 ($(head -c 300 "$WORK/health"))"
+else
+    fail "no privileges: healthz" "status ${code:-none}, want 503 sandbox_unavailable naming the cause: $(head -c 400 "$WORK/health" 2> /dev/null)"
+fi
+check "no privileges: nothing runs" 503 'b["kind"] == "sandbox_unavailable"' \
+    $'def main():\n    return "ran"\n'
 
 echo "container: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -1,7 +1,9 @@
 """Without usable cgroups the jails fall back to rlimits: RLIMIT_AS for memory,
 RLIMIT_NPROC for processes, RLIMIT_CPU per process, and /healthz says so.
 
-A cgroup root with no controllers in it stands in for a host without cgroups.
+A cgroup root with no controllers in it stands in for a host without cgroups; the
+service is told not to mount a hierarchy of its own (PYEXEC_CGROUP_MOUNT=off), which it
+would otherwise try as root with CAP_SYS_ADMIN, on this host's own /run.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ def rlimit_service(
     """A healthy service whose cgroup preparation found no controllers."""
     monkeypatch.setattr(pyexec.cgroups, "CGROUP_ROOT", tmp_path)
     service = make_service(
+        PYEXEC_CGROUP_MOUNT="off",
         PYEXEC_POOL_SIZE="0",
         PYEXEC_MAX_PIDS=str(MAX_PIDS),
         PYEXEC_TIMEOUT="3",
         PYEXEC_CPU_SECONDS="2",
     )
     assert service.executor.cgroups.mode == "none"
+    assert service.executor.cgroups.source == "none"
     wait_healthy(service)
     return service
 
@@ -42,6 +46,7 @@ def test_healthz_reports_no_cgroups(rlimit_service: Service) -> None:
     assert answer.status == 200
     check_schema(200, answer.body, "health")
     assert answer.body["cgroups"] == "none"
+    assert answer.body["cgroup_source"] == "none"
 
 
 def test_hello_runs_without_cgroups(rlimit_service: Service) -> None:
