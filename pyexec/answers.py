@@ -69,7 +69,8 @@ def not_found() -> Outcome:
     """404 for any path but the service's own."""
     return error(
         "not_found",
-        "Unknown path; the service answers POST /execute, GET /healthz and GET /openapi.json.",
+        "Unknown path; the service answers POST /execute, GET /runtime, GET /healthz, "
+        "GET /openapi.json and (with PYEXEC_PAGE=on) GET /.",
     )
 
 
