@@ -124,6 +124,23 @@ def test_dripped_bodies_get_408_at_their_whole_body_deadline_and_others_are_serv
         assert answer["kind"] == "request_timeout"
 
 
+def _big_printout_client(port: int) -> socket.socket:
+    """A client with a 4 KB receive buffer that asks for 1 MB of control characters
+    (~6 MB of JSON escapes) and will never read the answer."""
+    body = json.dumps(
+        {"script": "def main():\n    print('\\x01' * (1024 * 1024))\n    return 1\n"}
+    ).encode()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    return sock
+
+
 def test_clients_that_never_read_their_answer_lose_the_connection_at_its_deadline(
     live_server: Callable[..., LiveServer],
 ) -> None:
@@ -131,21 +148,7 @@ def test_clients_that_never_read_their_answer_lose_the_connection_at_its_deadlin
     the service still answers others, and drops each of them once its answer's
     deadline (10 s plus its size at PYEXEC_BODY_MIN_RATE) has passed."""
     server = live_server(PYEXEC_BODY_MIN_RATE=str(1024 * 1024 * 1024))
-    body = json.dumps(
-        {"script": "def main():\n    print('\\x01' * (1024 * 1024))\n    return 1\n"}
-    ).encode()
-    request = (
-        b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        + f"Content-Length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
-    attackers = []
-    for _ in range(ATTACKERS):
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", server.port))
-        sock.sendall(request)
-        attackers.append(sock)
+    attackers = [_big_printout_client(server.port) for _ in range(ATTACKERS)]
     started = time.monotonic()
     try:
         _still_serving(server)
@@ -179,22 +182,10 @@ def test_big_answers_nobody_reads_are_bounded_by_the_inflight_budget(
     answer), the rest get 503 overloaded, a hello is still served, and the worker's
     memory grows by the budget and the answers being built, not by 64 x 6 MB."""
     server = live_server(PYEXEC_INFLIGHT_MB="16", PYEXEC_BODY_MIN_RATE=str(1024**3))
-    body = json.dumps(
-        {"script": "def main():\n    print('\\x01' * (1024 * 1024))\n    return 1\n"}
-    ).encode()
-    request = (
-        b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        + f"Content-Length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
     before = _worker_memory_kib(server, "VmRSS")
     attackers = []
     for _ in range(ATTACKERS):
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", server.port))
-        sock.sendall(request)
-        attackers.append(sock)
+        attackers.append(_big_printout_client(server.port))
         time.sleep(0.1)  # paced, so that admission lets them all run
     try:
         _still_serving(server)
