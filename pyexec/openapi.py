@@ -93,6 +93,60 @@ def _page_path(settings: Settings) -> dict[str, Any]:
     return {"/": {"get": page}}
 
 
+def _operation(
+    operation_id: str, summary: str, ok: dict[str, Any], *errors: int
+) -> dict[str, Any]:
+    """One operation: its id, summary, 200 answer and error statuses."""
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "responses": {"200": ok, **_errors(*errors)},
+    }
+
+
+def _api_paths() -> dict[str, Any]:
+    """The JSON endpoints: /execute, /healthz, /runtime and this document."""
+    execute = _operation(
+        "execute",
+        "Run a script once in a fresh jail",
+        _answer("main() returned a JSON value.", "success"),
+        *(400, 401, 403, 404, 405, 408, 413, 414, 415, 417, 431, 500, 501, 503),
+    )
+    execute["requestBody"] = {
+        "required": True,
+        "content": {JSON: {"schema": {"$ref": "#/components/schemas/request"}}},
+    }
+    document = {
+        "description": "The OpenAPI 3.1 document.",
+        "content": {JSON: {"schema": {"type": "object"}}},
+    }
+    return {
+        "/execute": {"post": execute},
+        "/healthz": {
+            "get": _operation(
+                "healthz",
+                "200 only when a real sandboxed run works",
+                _answer("The jail works.", "health"),
+                405,
+                500,
+                503,
+            )
+        },
+        "/runtime": {
+            "get": _operation(
+                "runtime",
+                "What a script gets: Python, packages, pre-imports, limits",
+                _answer("Read from a real jail at start-up.", "runtime"),
+                401,
+                405,
+                500,
+                503,
+            )
+        },
+        "/openapi.json": {"get": _operation("openapi", "This document", document, 405, 500)},
+    }
+
+
 def build_openapi(settings: Settings) -> dict[str, Any]:
     """The whole document for this server's settings."""
     schemas = {name: _component(load_schema(name)) for name in SCHEMA_NAMES}
@@ -105,57 +159,6 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
             "version": "1",
             "description": "Run an untrusted Python script's main() in a one-use nsjail jail.",
         },
-        "paths": {
-            **_page_path(settings),
-            "/execute": {
-                "post": {
-                    "operationId": "execute",
-                    "summary": "Run a script once in a fresh jail",
-                    "requestBody": {
-                        "required": True,
-                        "content": {JSON: {"schema": {"$ref": "#/components/schemas/request"}}},
-                    },
-                    "responses": {
-                        "200": _answer("main() returned a JSON value.", "success"),
-                        **_errors(
-                            400, 401, 403, 404, 405, 408, 413, 414, 415, 417, 431, 500, 501, 503
-                        ),
-                    },
-                }
-            },
-            "/healthz": {
-                "get": {
-                    "operationId": "healthz",
-                    "summary": "200 only when a real sandboxed run works",
-                    "responses": {
-                        "200": _answer("The jail works.", "health"),
-                        **_errors(405, 500, 503),
-                    },
-                }
-            },
-            "/runtime": {
-                "get": {
-                    "operationId": "runtime",
-                    "summary": "What a script gets: Python, packages, pre-imports, limits",
-                    "responses": {
-                        "200": _answer("Read from a real jail at start-up.", "runtime"),
-                        **_errors(401, 405, 500, 503),
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "summary": "This document",
-                    "responses": {
-                        "200": {
-                            "description": "The OpenAPI 3.1 document.",
-                            "content": {JSON: {"schema": {"type": "object"}}},
-                        },
-                        **_errors(405, 500),
-                    },
-                }
-            },
-        },
+        "paths": {**_page_path(settings), **_api_paths()},
         "components": {"schemas": schemas},
     }
