@@ -16,32 +16,22 @@ that lingers after its answer still counts.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from pyexec.errors import Overloaded
+from pyexec.held import Held
 from pyexec.settings import Settings
 
 
-class Ticket:
-    """A slot (and for a big request, memory) held until ``release``; release is
-    idempotent and may come from any thread."""
+class Ticket(Held):
+    """A slot (and for a big request, memory) held until ``release`` (pyexec.held)."""
 
     def __init__(self, admission: Admission, memory_mb: int) -> None:
-        self._admission = admission
-        self._memory_mb = memory_mb
-        self._lock = threading.Lock()
-        self._held = True
-
-    def release(self) -> None:
-        """Give the slot and the memory back (once)."""
-        with self._lock:
-            if not self._held:
-                return
-            self._held = False
-        self._admission._give_back(self._memory_mb)
+        super().__init__(functools.partial(admission._give_back, memory_mb))
 
 
 class Admission:

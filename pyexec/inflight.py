@@ -15,27 +15,20 @@ same rule as big jails in pyexec/admission.py.
 
 from __future__ import annotations
 
+import functools
 import threading
+
+from pyexec.held import Held
 
 LARGE_BYTES = 1024 * 1024
 
 
-class Reservation:
-    """Bytes held until ``release``; release is idempotent and may come from any thread."""
+class Reservation(Held):
+    """``size`` bytes held until ``release`` (pyexec.held)."""
 
     def __init__(self, budget: InFlight, size: int) -> None:
-        self._budget = budget
+        super().__init__(functools.partial(budget._give_back, size))
         self.size = size
-        self._lock = threading.Lock()
-        self._held = True
-
-    def release(self) -> None:
-        """Give the bytes back (once)."""
-        with self._lock:
-            if not self._held:
-                return
-            self._held = False
-        self._budget._give_back(self.size)
 
 
 class InFlight:
