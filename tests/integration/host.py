@@ -10,7 +10,7 @@ from pathlib import Path
 from types import TracebackType
 
 from pyexec.jail import Jail
-from pyexec.nsjail_config import load_isolation_facts
+from pyexec.jail_ids import JAIL_ID_BASE, JAIL_ID_COUNT, SHARED_ID
 from pyexec.settings import Settings
 
 
@@ -74,11 +74,11 @@ class JailTrace:
         return left + [str(directory) for directory in self.cgroup_dirs if directory.exists()]
 
 
-def jail_uid(settings: Settings) -> int:
-    """The host uid the jail's processes run as (nsjail.cfg's uidmap)."""
-    uid = load_isolation_facts(settings.nsjail_config).jail_uid
-    assert uid is not None
-    return uid
+def jail_uids(settings: Settings) -> range:
+    """The host uids the jails' processes run as (pyexec/jail_ids.py)."""
+    if settings.jail_uids == "shared":
+        return range(SHARED_ID, SHARED_ID + 1)
+    return range(JAIL_ID_BASE, JAIL_ID_BASE + JAIL_ID_COUNT)
 
 
 def _real_uid(pid_dir: Path) -> int | None:
@@ -92,11 +92,11 @@ def _real_uid(pid_dir: Path) -> int | None:
     return None
 
 
-def jail_populations(uid: int) -> dict[str, int]:
-    """How many processes of ``uid`` each pid namespace holds now (each jail has one)."""
+def jail_populations(uids: range) -> dict[str, int]:
+    """How many processes of ``uids`` each pid namespace holds now (each jail has one)."""
     counts: dict[str, int] = {}
     for pid_dir in Path("/proc").iterdir():
-        if not pid_dir.name.isdigit() or _real_uid(pid_dir) != uid:
+        if not pid_dir.name.isdigit() or _real_uid(pid_dir) not in uids:
             continue
         try:
             namespace = os.readlink(pid_dir / "ns" / "pid")
@@ -107,11 +107,11 @@ def jail_populations(uid: int) -> dict[str, int]:
 
 
 class JailCensus:
-    """Counts the jail uid's processes per pid namespace in the background, for as long
+    """Counts the jails' processes per pid namespace in the background, for as long
     as it is entered, and keeps the largest count seen for each namespace."""
 
-    def __init__(self, uid: int, interval: float = 0.02) -> None:
-        self.uid = uid
+    def __init__(self, uids: range, interval: float = 0.02) -> None:
+        self.uids = uids
         self.interval = interval
         self.peaks: dict[str, int] = {}
         self._stop = threading.Event()
@@ -132,7 +132,7 @@ class JailCensus:
 
     def _watch(self) -> None:
         while not self._stop.is_set():
-            for namespace, count in jail_populations(self.uid).items():
+            for namespace, count in jail_populations(self.uids).items():
                 self.peaks[namespace] = max(self.peaks.get(namespace, 0), count)
             self._stop.wait(self.interval)
 

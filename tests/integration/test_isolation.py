@@ -18,7 +18,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from pyexec.api import Service
-from tests.integration.host import JailCensus, jail_uid
+from tests.integration.host import JailCensus, jail_uids
 from tests.support import (
     CANARY,
     JAIL_TMP_FILES,
@@ -157,7 +157,7 @@ def test_fork_bomb_is_held_to_the_process_limit_and_stopped_by_the_cpu_limit(
         )
 
     thread = threading.Thread(target=bomb)
-    with JailCensus(jail_uid(service.settings)) as census:
+    with JailCensus(jail_uids(service.settings)) as census:
         thread.start()
         wait_until(lambda: service.executor.running() == 1, "the bomb to be running")
         neighbour = Api(app_client.application.test_client()).run_file("hello")

@@ -15,8 +15,9 @@ import pytest
 
 import pyexec.cgroups
 from pyexec.api import Service
+from pyexec.pool import RUNNING_NICE
 from pyexec.spawn import REAPER
-from tests.integration.host import JailCensus, jail_populations, jail_uid
+from tests.integration.host import JailCensus, jail_populations, jail_uids
 from tests.support import answer_health, call, check_schema, script, wait_healthy
 
 MAX_PIDS = 32
@@ -71,7 +72,7 @@ def test_a_fork_bomb_is_held_to_rlimit_nproc_and_stopped_by_the_wall_clock(
     """RLIMIT_NPROC caps the bomb's processes. Nothing counts the CPU of a whole jail
     without a cgroup, and each process's RLIMIT_CPU is far from spent when the
     processes share the CPU, so the wall-clock limit is what ends it: timeout."""
-    with JailCensus(jail_uid(rlimit_service.settings)) as census:
+    with JailCensus(jail_uids(rlimit_service.settings)) as census:
         answer = call(rlimit_service, {"script": script("fork_bomb")})
     assert answer.status == 400
     check_schema(400, answer.body)
@@ -79,7 +80,7 @@ def test_a_fork_bomb_is_held_to_rlimit_nproc_and_stopped_by_the_wall_clock(
     namespace, peak = census.largest()
     assert MAX_PIDS // 2 < peak <= MAX_PIDS
     assert REAPER.wait_idle(timeout=30)
-    assert jail_populations(jail_uid(rlimit_service.settings)).get(namespace, 0) == 0
+    assert jail_populations(jail_uids(rlimit_service.settings)).get(namespace, 0) == 0
     after = call(rlimit_service, {"script": script("hello")})
     assert (after.status, after.body["result"]) == (200, {"hello": "world"})
 
@@ -92,7 +93,7 @@ def test_healthz_says_how_each_limit_is_held_without_cgroups(rlimit_service: Ser
         "cpu_time": "rlimit",
         "cpu_share": "nice",
     }
-    assert answer.body["jail_uids"] == "shared"
+    assert answer.body["jail_uids"] == "per_jail"
     assert answer.body["oom_priority"] is True
 
 
@@ -130,3 +131,53 @@ def test_processes_that_together_pass_the_memory_limit_are_stopped_by_the_watchd
     assert REAPER.wait_idle(timeout=30)
     after = call(rlimit_service, {"script": script("hello")})
     assert (after.status, after.body["result"]) == (200, {"hello": "world"})
+
+
+MULTIPLIED = """\
+import os, time
+
+def main():
+    children = []
+    for _ in range(29):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(30)
+            os._exit(0)
+        children.append(pid)
+    time.sleep(1.0)  # several of the watchdog's polls
+    undone = []
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
+        undone.append("nice")
+    except PermissionError:
+        pass
+    try:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        undone.append("policy")
+    except PermissionError:
+        pass
+    return {
+        "nice": sorted({os.getpriority(os.PRIO_PROCESS, pid) for pid in [0, *children]}),
+        "idle": all(
+            os.sched_getscheduler(pid) == os.SCHED_IDLE for pid in [0, *children]
+        ),
+        "undone": undone,
+    }
+"""
+
+
+def test_a_jail_that_multiplies_is_lowered_to_about_one_process_share(
+    rlimit_service: Service,
+) -> None:
+    """Without cgroups the CPU is shared per thread: a jail of 30 processes would get
+    30 shares. The watchdog lowers every one of them to nice 19 and SCHED_IDLE, and
+    the script can undo neither."""
+    answer = call(rlimit_service, {"script": MULTIPLIED})
+    assert answer.status == 200, answer.body
+    assert answer.body["result"] == {"nice": [19], "idle": True, "undone": []}
+
+
+def test_a_jail_of_one_keeps_its_running_priority(rlimit_service: Service) -> None:
+    source = "import os\ndef main():\n    return os.getpriority(os.PRIO_PROCESS, 0)\n"
+    answer = call(rlimit_service, {"script": source})
+    assert (answer.status, answer.body["result"]) == (200, RUNNING_NICE)

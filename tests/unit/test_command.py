@@ -130,7 +130,7 @@ def test_nsjail_argv_is_prefix_nsjail_fds_cgroups_limits_then_the_runner(
     settings: Settings, cgroups: CgroupSupport
 ) -> None:
     prefix = ("setpriv", "--pdeathsig", "KILL")
-    argv = nsjail_argv(settings, cgroups, 300, "numpy,pandas", FDS, prefix)
+    argv = nsjail_argv(settings, cgroups, 300, "numpy,pandas", FDS, 100_007, prefix)
     assert argv == [
         "setpriv",
         "--pdeathsig",
@@ -146,6 +146,10 @@ def test_nsjail_argv_is_prefix_nsjail_fds_cgroups_limits_then_the_runner(
         "12",
         "--time_limit",
         "166",
+        "--user",
+        "65534:100007:1",
+        "--group",
+        "65534:100007:1",
         *cgroups.nsjail_args,
         *rlimit_args(settings, cgroups, 300),
         "--",
@@ -167,7 +171,7 @@ def test_nsjail_argv_is_prefix_nsjail_fds_cgroups_limits_then_the_runner(
 def test_nsjail_argv_starts_with_nsjail_without_a_prefix_and_passes_an_empty_preimport(
     settings: Settings,
 ) -> None:
-    argv = nsjail_argv(settings, NONE, 300, "", FDS)
+    argv = nsjail_argv(settings, NONE, 300, "", FDS, 65534)
     assert argv[:3] == [settings.nsjail_path, "--config", settings.nsjail_config]
     assert argv[-2:] == ["--preimport", ""]
     assert Path(settings.nsjail_path).name == "nsjail"
@@ -177,11 +181,11 @@ def test_nsjail_argv_starts_with_nsjail_without_a_prefix_and_passes_an_empty_pre
 def test_a_nice_level_overrides_the_config_s_before_the_cgroup_flags(
     settings: Settings,
 ) -> None:
-    argv = nsjail_argv(settings, NONE, 300, "", FDS, nice_level=10)
+    argv = nsjail_argv(settings, NONE, 300, "", FDS, 65534, nice_level=10)
     at = argv.index("--nice_level")
     assert argv[at + 1] == "10"
     assert at < argv.index("--")
-    assert "--nice_level" not in nsjail_argv(settings, NONE, 300, "", FDS)
+    assert "--nice_level" not in nsjail_argv(settings, NONE, 300, "", FDS, 65534)
 
 
 def test_the_runner_travels_in_argv_as_the_file_s_own_text() -> None:

@@ -18,11 +18,13 @@ def real_config() -> str:
     return NSJAIL_CFG.read_text(encoding="utf-8")
 
 
-def test_the_real_config_has_every_namespace_uid_65534_and_seccomp() -> None:
+def test_the_real_config_has_every_namespace_and_seccomp_and_leaves_ids_to_the_service() -> None:
+    """The uid and gid mapping is per jail, on nsjail's command line (jail_ids.py)."""
     facts = load_isolation_facts(str(NSJAIL_CFG))
     assert set(facts.namespaces) == ALL_NAMESPACES
     assert len(facts.namespaces) == len(ALL_NAMESPACES)
-    assert facts.jail_uid == 65534
+    assert facts.jail_uid is None
+    assert "gidmap" not in "\n".join(line.split("#", 1)[0] for line in real_config().splitlines())
     assert facts.seccomp is True
 
 

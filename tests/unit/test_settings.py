@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 
+import pyexec.settings
+from pyexec.hostmemory import HostMemory
 from pyexec.settings import _FIELDS, SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _a_host_larger_than_any_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the settings, not this machine's memory: the host's
+    own figure is given where it matters (the budget tests at the end)."""
+    monkeypatch.setattr(pyexec.settings, "host_memory", lambda: HostMemory(1 << 30, "meminfo"))
+
 
 # A default and the cap a request's own limit is held to; a default above its cap fails.
 CAPS = {
@@ -283,3 +293,114 @@ def test_pyexec_page_other_than_on_or_off_stops_start_up_naming_it(raw: str) -> 
     with pytest.raises(SettingsError) as caught:
         load_settings({"PYEXEC_PAGE": raw})
     assert str(caught.value) == f"PYEXEC_PAGE={raw!r} must be on or off."
+
+
+# The default pool (6 light, 2 heavy, 1 chart) and the service: 128 + 144 + 192 + 128.
+DEFAULT_RESERVE_MB = 592
+
+
+def test_a_host_with_room_keeps_the_budget_the_concurrency_implies() -> None:
+    settings = load_settings({}, host=HostMemory(2048 + DEFAULT_RESERVE_MB, "cgroup"))
+    assert (settings.memory_budget_mb, settings.max_memory_mb) == (2048, 1024)
+    assert settings.memory_budget_source == "concurrency"
+    assert settings.memory_budget_note == ""
+    assert settings.host_memory == "2640 MB (cgroup), 592 MB of it for the service and its pool"
+
+
+def test_a_small_host_caps_the_budget_and_lowers_the_largest_request() -> None:
+    settings = load_settings({}, host=HostMemory(1600, "meminfo"))
+    assert settings.memory_budget_mb == 1600 - DEFAULT_RESERVE_MB
+    assert settings.max_memory_mb == (1600 - DEFAULT_RESERVE_MB) // 2
+    assert settings.memory_budget_source == "host"
+    assert settings.max_concurrent == 1008 // 256
+    assert settings.memory_budget_note == (
+        "memory budget 1008 MB: this host has 1600 MB (meminfo), 592 MB of it for the "
+        "service and its pool; PYEXEC_MAX_CONCURRENT lowered from 8 to 3; "
+        "PYEXEC_MAX_MEMORY_MB lowered from 1024 to 504"
+    )
+
+
+def test_a_1_gib_host_runs_one_default_jail_and_none_above_the_default_memory() -> None:
+    settings = load_settings({}, host=HostMemory(992, "meminfo"))
+    assert settings.memory_budget_mb == 400
+    assert settings.max_memory_mb == settings.memory_mb == 256
+    assert settings.max_concurrent == 1
+
+
+def test_smaller_jails_fit_more_of_them_on_a_1_gib_host() -> None:
+    settings = load_settings({"PYEXEC_MEMORY_MB": "128"}, host=HostMemory(992, "meminfo"))
+    assert (settings.max_concurrent, settings.max_memory_mb) == (3, 200)
+
+
+def test_explicit_slots_the_host_cannot_hold_are_refused() -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"PYEXEC_MAX_CONCURRENT": "8"}, host=HostMemory(1600, "meminfo"))
+    assert str(raised.value).startswith("PYEXEC_MAX_CONCURRENT=8 does not fit this host")
+    assert "at most 3 fits" in str(raised.value)
+
+
+def test_a_smaller_pool_leaves_more_for_jails() -> None:
+    settings = load_settings(
+        {"PYEXEC_LIGHT_POOL_SIZE": "1", "PYEXEC_POOL_SIZE": "1", "PYEXEC_CHART_POOL_SIZE": "0"},
+        host=HostMemory(992, "meminfo"),
+    )
+    assert settings.memory_budget_mb == 992 - 128 - 24 - 96
+
+
+def test_an_explicit_largest_request_the_host_cannot_hold_is_refused() -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"PYEXEC_MAX_MEMORY_MB": "1024"}, host=HostMemory(1600, "meminfo"))
+    assert str(raised.value).startswith(
+        "PYEXEC_MAX_MEMORY_MB=1024 does not fit this host: it has 1600 MB (meminfo)"
+    )
+
+
+def test_a_host_without_room_for_one_jail_refuses_to_start() -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings({}, host=HostMemory(512, "cgroup"))
+    assert "less than one jail of PYEXEC_MEMORY_MB=256" in str(raised.value)
+
+
+def test_an_explicit_budget_is_taken_as_given_whatever_the_host() -> None:
+    settings = load_settings({"PYEXEC_MEMORY_BUDGET_MB": "4096"}, host=HostMemory(512, "cgroup"))
+    assert (settings.memory_budget_mb, settings.memory_budget_source) == (4096, "setting")
+
+
+def test_a_budget_below_one_default_jail_is_refused() -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings(
+            {
+                "PYEXEC_MEMORY_BUDGET_MB": "200",
+                "PYEXEC_MEMORY_MB": "256",
+                "PYEXEC_MAX_MEMORY_MB": "256",
+            }
+        )
+    assert "no jail could ever start" in str(raised.value)
+
+
+def test_no_pool_reserves_only_the_service() -> None:
+    settings = load_settings({"PYEXEC_POOL_SIZE": "0"}, host=HostMemory(992, "meminfo"))
+    assert settings.memory_budget_mb == 992 - 128
+
+
+def test_a_config_that_maps_uids_itself_is_refused(tmp_path: Path) -> None:
+    """nsjail would be given two mappings of 65534, and fail on every jail."""
+    config = tmp_path / "nsjail.cfg"
+    config.write_text(
+        Path(load_settings({}).nsjail_config).read_text()
+        + 'uidmap { inside_id: "65534" outside_id: "65534" count: 1 }\n'
+    )
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"PYEXEC_NSJAIL_CONFIG": str(config)})
+    assert "maps uids itself (uidmap)" in str(raised.value)
+
+
+@pytest.mark.parametrize("value", ["per_jail", "shared"])
+def test_jail_uids_takes_its_two_values(value: str) -> None:
+    assert load_settings({"PYEXEC_JAIL_UIDS": value}).jail_uids == value
+
+
+def test_jail_uids_refuses_anything_else() -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"PYEXEC_JAIL_UIDS": "per-jail"})
+    assert str(raised.value) == "PYEXEC_JAIL_UIDS='per-jail' must be per_jail or shared."
