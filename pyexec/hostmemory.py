@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # What the service itself holds (the worker, its imports and buffers), measured at
-# about 50-60 MB under load (hosts/README.md), with room.
-SERVICE_RESERVE_MB = 128
-# What an idle pooled jail holds (PSS), by pool, with room: the runner alone; numpy
-# and pandas pre-imported; matplotlib as well.
-POOLED_JAIL_MB = {"light": 24, "heavy": 96, "chart": 128}
+# 40 MB idle and 50-60 MB under load (hosts/README.md), with room.
+SERVICE_RESERVE_MB = 96
+# What an idle pooled jail holds, by pool, with room for nsjail's own process:
+# measured (PSS of the jail's runner, 2026-11-28) at 5.6 MB for the runner alone,
+# 49.5 MB with numpy and pandas pre-imported, 79.3 MB with matplotlib as well.
+POOLED_JAIL_MB = {"light": 12, "heavy": 64, "chart": 96}
 # A cgroup v1 memory.limit_in_bytes at or above this means "no limit".
 _UNLIMITED_BYTES = 1 << 60
 

@@ -40,6 +40,8 @@ CPU_POLL_SECONDS = 0.05  # how often a running jail's CPU is checked against its
 SMALL_READ_BYTES = 4096
 SMALL_READS_BEFORE_PAUSE = 32  # wake-ups before pausing starts
 COALESCE_SECONDS = 0.005
+# What a jail writes to stderr before it is ready is kept up to this (a traceback).
+STARTUP_STDERR_BYTES = 16 * 1024
 REPORT_SLACK_BYTES = 4096  # the report's own fields around a result of the maximum size
 # The listing of returned files in the report: at most MAX_LISTED entries of a
 # path (up to 1024 bytes, each up to 6 in the ASCII-escaped JSON) and a size.
@@ -120,8 +122,10 @@ class Jail:
         then stopped)."""
         deadline = time.monotonic() + timeout
         # Anything printed before the script arrives (import warnings) is the
-        # jail's, not the user's: read and dropped.
+        # jail's, not the user's: never shown to a script's caller, but the start
+        # of stderr names why a jail that exits before it is ready did.
         dropped = [Capture(fd, 0) for fd in self._outputs()]
+        dropped[1].cap = STARTUP_STDERR_BYTES
         with PipeSet([self._result, self._log, *dropped]) as pipes:
             while (line := protocol.first_line(self._result.data)) is None:
                 remaining = deadline - time.monotonic()
@@ -130,6 +134,7 @@ class Jail:
                     if self._result.eof:
                         raise JailStartError(
                             f"the jail exited before it was ready: {self.log_text()}"
+                            f"{_last_line(dropped[1].data)}"
                         )
                     raise JailStartTimeout(
                         f"the jail was not ready within {timeout:g} s: {self.log_text()}"
@@ -474,6 +479,13 @@ class Jail:
         if any(directory.exists() for directory in self.cgroups.jail_dirs(pid)):
             # Memory is uncharged asynchronously after an OOM kill: keep trying.
             REAPER.call(functools.partial(self.cgroups.remove_jail, pid))
+
+
+def _last_line(stderr: bytes | bytearray) -> str:
+    """`` | runner stderr: <its last line>`` (e.g. the exception a failed import
+    raised), or nothing when the runner wrote nothing."""
+    lines = stderr.decode("utf-8", "replace").strip().splitlines()
+    return f" | runner stderr: {lines[-1][:300]}" if lines else ""
 
 
 def _vm_hwm_bytes(pid: int) -> int | None:

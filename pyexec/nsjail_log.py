@@ -38,6 +38,17 @@ DIAGNOSES = (
         "its denylist could be bypassed; check the x32 block in nsjail.cfg.",
     ),
     (
+        (
+            ("runner stderr:", "MemoryError"),
+            ("runner stderr:", "Memory allocation"),  # OpenBLAS's own words
+            ("runner stderr:", "Cannot allocate memory"),
+        ),
+        "the jail's Python ran out of memory while it started (importing the "
+        "pre-imported modules). Without cgroups memory_mb is RLIMIT_AS, address space, "
+        "and numpy and pandas reserve more of it than they use: raise PYEXEC_MEMORY_MB "
+        "(256 is enough) or empty PYEXEC_PREIMPORT.",
+    ),
+    (
         (("execve", "No such file or directory"),),
         "the sandbox's Python environment is missing; run `make setup` (or rebuild the image).",
     ),

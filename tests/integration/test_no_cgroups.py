@@ -181,3 +181,23 @@ def test_a_jail_of_one_keeps_its_running_priority(rlimit_service: Service) -> No
     source = "import os\ndef main():\n    return os.getpriority(os.PRIO_PROCESS, 0)\n"
     answer = call(rlimit_service, {"script": source})
     assert (answer.status, answer.body["result"]) == (200, RUNNING_NICE)
+
+
+def test_too_little_address_space_for_the_preimports_is_diagnosed_not_run(
+    make_service: Callable[..., Service], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without cgroups memory_mb is RLIMIT_AS; numpy and pandas reserve more address
+    space than 64 MB, so the heavy jails die importing them. The self-test fails, the
+    answer says why and what to change, and nothing runs."""
+    monkeypatch.setattr(pyexec.cgroups, "CGROUP_ROOT", tmp_path)
+    service = make_service(PYEXEC_CGROUP_MOUNT="off", PYEXEC_MEMORY_MB="64")
+    health = service.executor.wait_health(timeout=120)
+    assert health is not None
+    assert not health.ok
+    assert "runner stderr:" in health.reason
+    answer = call(service, {"script": script("hello")})
+    assert answer.status == 503
+    check_schema(503, answer.body)
+    assert answer.body["kind"] == "sandbox_unavailable"
+    assert "ran out of memory while it started" in answer.body["error"]
+    assert "PYEXEC_MEMORY_MB" in answer.body["error"]

@@ -63,8 +63,8 @@ def test_an_unreadable_cgroup_file_leaves_memtotal(tmp_path: Path) -> None:
 
 
 def test_the_reserve_counts_the_service_and_each_idle_pooled_jail() -> None:
-    assert reserve_mb({}) == 128
-    assert reserve_mb({"light": 6, "heavy": 2, "chart": 1}) == 128 + 144 + 192 + 128
+    assert reserve_mb({}) == 96
+    assert reserve_mb({"light": 6, "heavy": 2, "chart": 1}) == 96 + 72 + 128 + 96
 
 
 def test_this_host_is_read_without_error() -> None:

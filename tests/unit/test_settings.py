@@ -295,8 +295,8 @@ def test_pyexec_page_other_than_on_or_off_stops_start_up_naming_it(raw: str) -> 
     assert str(caught.value) == f"PYEXEC_PAGE={raw!r} must be on or off."
 
 
-# The default pool (6 light, 2 heavy, 1 chart) and the service: 128 + 144 + 192 + 128.
-DEFAULT_RESERVE_MB = 592
+# The default pool (6 light, 2 heavy, 1 chart) and the service: 96 + 72 + 128 + 96.
+DEFAULT_RESERVE_MB = 392
 
 
 def test_a_host_with_room_keeps_the_budget_the_concurrency_implies() -> None:
@@ -304,7 +304,7 @@ def test_a_host_with_room_keeps_the_budget_the_concurrency_implies() -> None:
     assert (settings.memory_budget_mb, settings.max_memory_mb) == (2048, 1024)
     assert settings.memory_budget_source == "concurrency"
     assert settings.memory_budget_note == ""
-    assert settings.host_memory == "2640 MB (cgroup), 592 MB of it for the service and its pool"
+    assert settings.host_memory == "2440 MB (cgroup), 392 MB of it for the service and its pool"
 
 
 def test_a_small_host_caps_the_budget_and_lowers_the_largest_request() -> None:
@@ -312,31 +312,34 @@ def test_a_small_host_caps_the_budget_and_lowers_the_largest_request() -> None:
     assert settings.memory_budget_mb == 1600 - DEFAULT_RESERVE_MB
     assert settings.max_memory_mb == (1600 - DEFAULT_RESERVE_MB) // 2
     assert settings.memory_budget_source == "host"
-    assert settings.max_concurrent == 1008 // 256
+    assert settings.max_concurrent == 1208 // 256
     assert settings.memory_budget_note == (
-        "memory budget 1008 MB: this host has 1600 MB (meminfo), 592 MB of it for the "
-        "service and its pool; PYEXEC_MAX_CONCURRENT lowered from 8 to 3; "
-        "PYEXEC_MAX_MEMORY_MB lowered from 1024 to 504"
+        "memory budget 1208 MB: this host has 1600 MB (meminfo), 392 MB of it for the "
+        "service and its pool; PYEXEC_MAX_CONCURRENT lowered from 8 to 4; "
+        "PYEXEC_MAX_MEMORY_MB lowered from 1024 to 604"
     )
 
 
-def test_a_1_gib_host_runs_one_default_jail_and_none_above_the_default_memory() -> None:
+def test_a_1_gib_host_runs_two_default_jails_at_once() -> None:
     settings = load_settings({}, host=HostMemory(992, "meminfo"))
-    assert settings.memory_budget_mb == 400
-    assert settings.max_memory_mb == settings.memory_mb == 256
-    assert settings.max_concurrent == 1
+    assert settings.memory_budget_mb == 600
+    assert (settings.max_concurrent, settings.max_memory_mb) == (2, 300)
 
 
-def test_smaller_jails_fit_more_of_them_on_a_1_gib_host() -> None:
-    settings = load_settings({"PYEXEC_MEMORY_MB": "128"}, host=HostMemory(992, "meminfo"))
-    assert (settings.max_concurrent, settings.max_memory_mb) == (3, 200)
+def test_a_smaller_pool_fits_more_jails_on_a_1_gib_host() -> None:
+    settings = load_settings(
+        {"PYEXEC_LIGHT_POOL_SIZE": "2", "PYEXEC_POOL_SIZE": "1", "PYEXEC_CHART_POOL_SIZE": "0"},
+        host=HostMemory(992, "meminfo"),
+    )
+    assert settings.memory_budget_mb == 992 - 96 - 24 - 64
+    assert (settings.max_concurrent, settings.max_memory_mb) == (3, 404)
 
 
 def test_explicit_slots_the_host_cannot_hold_are_refused() -> None:
     with pytest.raises(SettingsError) as raised:
         load_settings({"PYEXEC_MAX_CONCURRENT": "8"}, host=HostMemory(1600, "meminfo"))
     assert str(raised.value).startswith("PYEXEC_MAX_CONCURRENT=8 does not fit this host")
-    assert "at most 3 fits" in str(raised.value)
+    assert "at most 4 fits" in str(raised.value)
 
 
 def test_a_smaller_pool_leaves_more_for_jails() -> None:
@@ -344,7 +347,7 @@ def test_a_smaller_pool_leaves_more_for_jails() -> None:
         {"PYEXEC_LIGHT_POOL_SIZE": "1", "PYEXEC_POOL_SIZE": "1", "PYEXEC_CHART_POOL_SIZE": "0"},
         host=HostMemory(992, "meminfo"),
     )
-    assert settings.memory_budget_mb == 992 - 128 - 24 - 96
+    assert settings.memory_budget_mb == 992 - 96 - 12 - 64
 
 
 def test_an_explicit_largest_request_the_host_cannot_hold_is_refused() -> None:
@@ -357,12 +360,12 @@ def test_an_explicit_largest_request_the_host_cannot_hold_is_refused() -> None:
 
 def test_a_host_without_room_for_one_jail_refuses_to_start() -> None:
     with pytest.raises(SettingsError) as raised:
-        load_settings({}, host=HostMemory(512, "cgroup"))
+        load_settings({}, host=HostMemory(600, "cgroup"))
     assert "less than one jail of PYEXEC_MEMORY_MB=256" in str(raised.value)
 
 
 def test_an_explicit_budget_is_taken_as_given_whatever_the_host() -> None:
-    settings = load_settings({"PYEXEC_MEMORY_BUDGET_MB": "4096"}, host=HostMemory(512, "cgroup"))
+    settings = load_settings({"PYEXEC_MEMORY_BUDGET_MB": "4096"}, host=HostMemory(600, "cgroup"))
     assert (settings.memory_budget_mb, settings.memory_budget_source) == (4096, "setting")
 
 
@@ -380,7 +383,7 @@ def test_a_budget_below_one_default_jail_is_refused() -> None:
 
 def test_no_pool_reserves_only_the_service() -> None:
     settings = load_settings({"PYEXEC_POOL_SIZE": "0"}, host=HostMemory(992, "meminfo"))
-    assert settings.memory_budget_mb == 992 - 128
+    assert settings.memory_budget_mb == 992 - 96
 
 
 def test_a_config_that_maps_uids_itself_is_refused(tmp_path: Path) -> None:
