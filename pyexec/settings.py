@@ -76,7 +76,9 @@ class Settings:
     pool_size: int = 2
     light_pool_size: int = 6
     chart_pool_size: int = 1
-    pool_refill: int = 1
+    # Jails warmed at once. 0: one per CPU this process may run on (at most 16), so
+    # that back-to-back requests find the pool refilled (docs/performance.md).
+    pool_refill: int = 0
     pool_max_idle_seconds: float = 300.0
     pool_wait_seconds: float = 0.3
     preimport: tuple[str, ...] = ("numpy", "pandas")
@@ -143,7 +145,7 @@ _FIELDS: dict[str, tuple[str, type, float, float]] = {
     "PYEXEC_POOL_SIZE": ("pool_size", int, 0, 64),
     "PYEXEC_LIGHT_POOL_SIZE": ("light_pool_size", int, 0, 256),
     "PYEXEC_CHART_POOL_SIZE": ("chart_pool_size", int, 0, 64),
-    "PYEXEC_POOL_REFILL": ("pool_refill", int, 1, 16),
+    "PYEXEC_POOL_REFILL": ("pool_refill", int, 0, 16),
     "PYEXEC_POOL_MAX_IDLE": ("pool_max_idle_seconds", float, 1, 3600),
     "PYEXEC_POOL_WAIT": ("pool_wait_seconds", float, 0, 60),
 }
@@ -193,6 +195,8 @@ def load_settings(
         "gcp_project": env.get("GOOGLE_CLOUD_PROJECT", "").strip(),
         "page": _on_off(env, "PYEXEC_PAGE", default=True),
     }
+    if not values.get("pool_refill"):
+        values["pool_refill"] = min(16, len(os.sched_getaffinity(0)))
     raw_preimport = env.get("PYEXEC_PREIMPORT")
     if raw_preimport is not None:
         values["preimport"] = _module_names(raw_preimport)

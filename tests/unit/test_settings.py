@@ -3,6 +3,7 @@ start-up error for each bad value."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -104,8 +105,8 @@ def test_the_bounds_table_is_not_empty() -> None:
 @pytest.mark.parametrize(("name", "parser", "bound"), BOUNDS)
 def test_every_bound_itself_is_accepted(name: str, parser: type, bound: float) -> None:
     settings = load_settings(_environ_at(name, _text(parser, bound)))
-    if (name, bound) == ("PYEXEC_MEMORY_BUDGET_MB", 0):
-        return  # 0 means "compute it": the budget's own test below
+    if (name, bound) in (("PYEXEC_MEMORY_BUDGET_MB", 0), ("PYEXEC_POOL_REFILL", 0)):
+        return  # 0 means "compute it": their own tests below
     assert getattr(settings, _FIELDS[name][0]) == parser(bound)
 
 
@@ -432,3 +433,10 @@ def test_an_explicit_nsjail_wins_over_the_built_one(tmp_path: Path) -> None:
     chosen = tmp_path / "nsjail"
     chosen.write_text("")
     assert load_settings({"PYEXEC_NSJAIL": str(chosen)}).nsjail_path == str(chosen)
+
+
+def test_the_pool_refills_one_jail_per_cpu_by_default() -> None:
+    cpus = min(16, len(os.sched_getaffinity(0)))
+    assert load_settings({}).pool_refill == cpus
+    assert load_settings({"PYEXEC_POOL_REFILL": "0"}).pool_refill == cpus
+    assert load_settings({"PYEXEC_POOL_REFILL": "1"}).pool_refill == 1
