@@ -347,6 +347,7 @@ class Jail:
         record.jail_peak_bytes = max(resident, record.jail_peak_bytes or 0)
         if resident > self.memory_mb * 1024 * 1024:
             record.memory_exceeded = True
+            self.terminate()
             return
         base = watchdog.LOWEST_NICE if self.nice_level is None else self.nice_level
         watchdog.hold_share(tree.threads, base)
