@@ -60,11 +60,10 @@ class JailPools:
         self.cgroups = cgroups
         # PYEXEC_POOL_SIZE=0 turns the pool off altogether; a light jail costs a
         # few MB idle, so more of them are kept than of heavy ones (~45 MB each).
-        light_size = settings.light_pool_size if settings.pool_size else 0
-        chart_size = settings.chart_pool_size if settings.pool_size else 0
-        self.light = _Pool("light", "", light_size)
-        self.heavy = _Pool("heavy", ",".join(settings.preimport), settings.pool_size)
-        self.chart = _Pool("chart", ",".join([*settings.preimport, CHART_MODULE]), chart_size)
+        sizes = settings.pool_sizes()
+        self.light = _Pool("light", "", sizes["light"])
+        self.heavy = _Pool("heavy", ",".join(settings.preimport), sizes["heavy"])
+        self.chart = _Pool("chart", ",".join([*settings.preimport, CHART_MODULE]), sizes["chart"])
         # Refilled in this order when equally short.
         self._all = (self.heavy, self.chart, self.light)
         names = "|".join(re.escape(name.split(".")[0]) for name in settings.preimport)

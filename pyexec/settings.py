@@ -102,6 +102,15 @@ class Settings:
         shown["api_keys"] = len(self.api_keys)
         return shown
 
+    def pool_sizes(self) -> dict[str, int]:
+        """Each pool's size: PYEXEC_POOL_SIZE=0 turns every pool off."""
+        pooled = self.pool_size > 0
+        return {
+            "light": self.light_pool_size if pooled else 0,
+            "heavy": self.pool_size,
+            "chart": self.chart_pool_size if pooled else 0,
+        }
+
     def maximum_limits(self) -> Limits:
         """The most a request may ask for."""
         return Limits(self.max_timeout_seconds, self.max_cpu_seconds, self.max_memory_mb)
@@ -219,14 +228,7 @@ def _derive_budget(settings: Settings, host: HostMemory, explicit: set[str]) -> 
     the largest request to half the budget (never below the default). A value that
     does not fit but was set explicitly is an error instead."""
     by_concurrency = max(settings.max_concurrent * settings.memory_mb, 2 * settings.max_memory_mb)
-    # PYEXEC_POOL_SIZE=0 turns every pool off (pyexec/pool.py).
-    pooled = settings.pool_size > 0
-    pools = {
-        "light": settings.light_pool_size if pooled else 0,
-        "heavy": settings.pool_size,
-        "chart": settings.chart_pool_size if pooled else 0,
-    }
-    reserve = reserve_mb(pools)
+    reserve = reserve_mb(settings.pool_sizes())
     budget = host.mb - reserve
     seen = f"{host.mb} MB ({host.source}), {reserve} MB of it for the service and its pool"
     if by_concurrency <= budget:
