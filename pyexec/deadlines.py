@@ -49,7 +49,10 @@ class Watchdog:
                 self._heap = []
                 threading.Thread(target=self._run, name="deadlines", daemon=True).start()
             heapq.heappush(self._heap, entry)
-            self._condition.notify()
+            if self._heap[0] is entry:
+                # Only a new earliest deadline changes when the watcher must wake; a
+                # notify per watch (three per request) cost a thread switch each.
+                self._condition.notify()
         return entry
 
     def cancel(self, entry: Watch) -> bool:

@@ -34,7 +34,7 @@ from pyexec.outcome import interpret
 from pyexec.payload import Payload
 from pyexec.pool import JailPools
 from pyexec.settings import Limits, Settings
-from pyexec.spawn import DEATH_SIGNAL_PREFIX, OOM_FIRST_PREFIX, REAPER, lower_own_oom_score
+from pyexec.spawn import DEATH_SIGNAL_PREFIX, REAPER, lower_own_oom_score
 
 log = logging.getLogger("pyexec")
 
@@ -111,6 +111,7 @@ class Executor:
         self._stopped = False
         self._shutdown_lock = threading.Lock()
         self.service_oom_protected = False
+        self.jails_oom_first = False  # the self-test's jail got oom_score_adj 1000
 
     def warm_up(self) -> None:
         """Start the self-test, then the pool, in the background; once per process.
@@ -262,6 +263,7 @@ class Executor:
             jail = self.pools.cold_jail(self.pools.heavy)
         except (JailStartError, OSError) as exc:
             return Health(False, f"the jail does not start: {exc}", mode)
+        self.jails_oom_first = jail.oom_first
         outcome = interpret(jail.run(SELF_TEST_SCRIPT), self.settings.max_output_bytes)
         result = outcome.body.get("result")
         if outcome.status != 200 or not isinstance(result, list) or result[:1] != [42]:
@@ -313,7 +315,7 @@ class Executor:
             # budgets (pipe buffers, inotify watches) are per jail; shared: every
             # jail is 65534 outside too (PYEXEC_JAIL_UIDS, pyexec/jail_ids.py).
             "jail_uids": self.settings.jail_uids,
-            "oom_priority": bool(OOM_FIRST_PREFIX),
+            "oom_priority": self.jails_oom_first,
             "service_oom_protected": self.service_oom_protected,
         }
 

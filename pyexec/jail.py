@@ -30,7 +30,7 @@ from pyexec.payload import Payload
 from pyexec.pipes import Capture, PipeSet
 from pyexec.record import RunRecord
 from pyexec.settings import Limits, Settings
-from pyexec.spawn import LAUNCH_PREFIX, LAUNCHER, REAPER
+from pyexec.spawn import LAUNCH_PREFIX, LAUNCHER, REAPER, put_oom_first
 
 MAX_LOG_BYTES = 64 * 1024
 CPU_POLL_SECONDS = 0.05  # how often a running jail's CPU is checked against its limit
@@ -80,6 +80,7 @@ class Jail:
         # The host uid and gid of the jail's processes (pyexec/jail_ids.py), taken at
         # start and given back once nsjail is reaped.
         self.outer_id: int | None = None
+        self.oom_first = False  # the init got oom_score_adj 1000 (spawn.put_oom_first)
         # run() hands a jail that answered to the reaper thread; close() may race it.
         self._close_lock = threading.RLock()
 
@@ -109,6 +110,7 @@ class Jail:
         finally:
             for fd in (control_r, result_w, log_w):
                 os.close(fd)
+        put_oom_first(self.proc.pid)
 
     def _outputs(self) -> tuple[int, int]:
         """The fds of the jail's stdout and stderr."""
@@ -126,7 +128,10 @@ class Jail:
         # of stderr names why a jail that exits before it is ready did.
         dropped = [Capture(fd, 0) for fd in self._outputs()]
         dropped[1].cap = STARTUP_STDERR_BYTES
-        with PipeSet([self._result, self._log, *dropped]) as pipes:
+        # nsjail's log is not watched here: it writes ~25 lines while the jail starts,
+        # a few KB that its pipe holds, and each would wake this thread. It is read
+        # once the jail is ready, or has failed (log_text).
+        with PipeSet([self._result, *dropped]) as pipes:
             while (line := protocol.first_line(self._result.data)) is None:
                 remaining = deadline - time.monotonic()
                 if self._result.eof or remaining <= 0:
@@ -140,6 +145,7 @@ class Jail:
                         f"the jail was not ready within {timeout:g} s: {self.log_text()}"
                     )
                 pipes.pump(remaining)
+        self._log.drain()
         del self._result.data[: len(line) + len(protocol.LINE_END)]
         startup_cpu_ms = protocol.parse_ready(line)
         if startup_cpu_ms is None:
@@ -147,6 +153,11 @@ class Jail:
             raise JailStartError(f"the runner did not report ready: {line[:200]!r}")
         self.startup_cpu_ms = startup_cpu_ms
         self.init_pid = self._init_pid()
+        if self.init_pid is not None:
+            # nsjail may have started the init before it got its own score: the
+            # init gets it here, before any script, and what the script starts
+            # inherits it.
+            self.oom_first = put_oom_first(self.init_pid)
         if self.init_pid is not None and self.cgroups.enforced:
             # Joining a v1 cgroup costs milliseconds (an RCU grace period): done
             # here, while the jail warms up, not when the script is handed over.
@@ -271,6 +282,8 @@ class Jail:
         deadline = time.monotonic() + limits.timeout_seconds
         cpu_budget_ms = limits.cpu_seconds * 1000
         wakeups = 0
+        # The first check at once: a run that dies at its first instruction leaves
+        # its peak memory only in this sample (its cgroup may go with it).
         next_check = 0.0
         report_length: int | None = None
         with PipeSet([*outputs, self._log], self._control_w, request) as pipes:

@@ -12,7 +12,7 @@ from pyexec.files import FileCaps, answer_entries
 from pyexec.protocol import MAX_INT_DIGITS, first_line, split_report
 from pyexec.record import RunRecord
 from pyexec.runner import MAX_TRACEBACK_FRAMES
-from pyexec.schemas import load_schema, validator
+from pyexec.schemas import inlined, load_schema, validator
 from pyexec.settings import Limits
 
 # Kinds the in-jail runner may report; anything else on the result channel means
@@ -57,7 +57,10 @@ REPORT_FIELDS = frozenset(
 MAX_FIELD_CHARS = {"code": 500, "traceback_text": 20_000, "module": 200}
 MAX_EXCEPTION_CHARS = {"type": 200, "message": 2_000}
 FRAME_KEYS = frozenset({"file", "line", "function", "code"})
-_SCHEMAS = {True: validator(load_schema("success")), False: validator(load_schema("error"))}
+_SCHEMAS = {
+    True: validator(inlined(load_schema("success"))),
+    False: validator(inlined(load_schema("error"))),
+}
 
 
 def _decode(data: bytes) -> str:

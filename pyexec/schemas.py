@@ -7,6 +7,7 @@ import json
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
@@ -44,6 +45,34 @@ def registry() -> Registry[Any]:
 def validator(schema: dict[str, Any]) -> Draft202012Validator:
     """A validator for ``schema`` that resolves refs to the other schema files."""
     return Draft202012Validator(schema, registry=registry())
+
+
+def inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with each ``{"$ref": "<file>#/$defs/<name>"}`` replaced by a copy of
+    its target, which must have no refs of its own: the same schema, but a validator
+    need not resolve a reference on every answer it checks (0.2 ms of an answer's
+    0.45 ms of checking, issue 20)."""
+    by_id = {load_schema(name)["$id"]: load_schema(name) for name in SCHEMA_NAMES}
+    base = schema["$id"]
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if not isinstance(ref, str):
+            return {key: resolve(value) for key, value in node.items()}
+        file, marker, name = ref.partition("#/$defs/")
+        if len(node) != 1 or not marker or not file:
+            raise ValueError(f"{ref}: only a lone $ref to another file's $defs is inlined")
+        target = by_id[urljoin(base, file)]["$defs"][name]
+        if "$ref" in json.dumps(target):
+            raise ValueError(f"{ref} has refs of its own: not inlined")
+        return copy.deepcopy(target)
+
+    result: dict[str, Any] = resolve(schema)
+    return result
 
 
 def request_schema(settings: Settings) -> dict[str, Any]:

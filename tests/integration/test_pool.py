@@ -208,3 +208,21 @@ def test_one_byte_writes_cost_the_service_a_read_per_batch_not_per_byte(
     assert len(record.stderr) == min(report["result"], cap)
     assert record.stderr_truncated == (report["result"] > cap)
     assert service_cpu < 0.25, f"the service spent {service_cpu:.2f} s of CPU"
+
+
+def _oom_score_adj(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/oom_score_adj").read_text())
+
+
+def test_a_pooled_jail_and_its_nsjail_are_the_oom_killers_first_choice(
+    pools: JailPools,
+) -> None:
+    """Written through /proc when nsjail starts and when its init is ready, before
+    any script; the service itself is not touched."""
+    (jail,) = pools.light.ready
+    assert jail.proc is not None
+    assert jail.init_pid is not None
+    assert jail.oom_first
+    assert _oom_score_adj(jail.proc.pid) == 1000
+    assert _oom_score_adj(jail.init_pid) == 1000
+    assert _oom_score_adj(os.getpid()) != 1000
