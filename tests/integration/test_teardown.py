@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+import pyexec.jail
 from pyexec.cgroups import prepare_cgroups
 from pyexec.jail import Jail
 from pyexec.pool import FAILURE_BACKOFF_SECONDS, JailPools
@@ -54,6 +55,29 @@ def test_an_nsjail_that_ignores_sigterm_is_killed_and_nothing_of_its_jail_remain
     assert ready_jail.proc.returncode == -signal.SIGKILL
     assert REAPER.wait_idle(timeout=30)
     assert trace.remains() == []
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "polling"])
+def test_a_jail_is_reaped_as_soon_as_it_exits_with_or_without_a_pidfd(
+    ready_jail: Jail, monkeypatch: pytest.MonkeyPatch, pidfd: bool
+) -> None:
+    """close() waits on a pidfd where the kernel has one, else polls; either way
+    the jail is reaped within moments of its end, and nothing of it remains."""
+    assert ready_jail.proc is not None
+    if not pidfd:
+        monkeypatch.setattr(pyexec.jail, "_pidfd", lambda pid: None)
+    trace = JailTrace.of(ready_jail)
+    started = time.monotonic()
+    ready_jail.close()
+    assert time.monotonic() - started < 4  # well inside the 5 s before SIGKILL
+    assert ready_jail.proc.returncode is not None
+    assert ready_jail.proc.returncode != -signal.SIGKILL
+    assert REAPER.wait_idle(timeout=30)
+    assert trace.remains() == []
+
+
+def test_no_pidfd_for_a_process_that_does_not_exist() -> None:
+    assert pyexec.jail._pidfd(2**22 + 1) is None
 
 
 def _stopped(pid: int) -> bool:
