@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pyexec.kernelfiles import read_kernel_file
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 SELF_CGROUP = Path("/proc/self/cgroup")
 MOUNTINFO = Path("/proc/self/mountinfo")
@@ -99,7 +101,7 @@ class CgroupSupport:
             return None
         peak_file = "memory.max_usage_in_bytes" if self.mode == "v1" else "memory.peak"
         try:
-            return int((memory / peak_file).read_text())
+            return int(read_kernel_file(memory / peak_file))
         except (OSError, ValueError):
             return None
 
@@ -127,7 +129,7 @@ class CgroupSupport:
     def cpu_ms(handle: Path) -> float | None:
         """CPU milliseconds counted so far in a ``track_cpu`` file."""
         try:
-            text = handle.read_text()
+            text = read_kernel_file(handle)
         except OSError:
             return None
         if handle.name == "cpuacct.usage":

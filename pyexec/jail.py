@@ -27,6 +27,7 @@ from pyexec.command import JailFds, nsjail_argv
 from pyexec.errors import JailStartError, JailStartTimeout, JailUsedError
 from pyexec.files import MAX_LISTED
 from pyexec.jail_ids import JAIL_IDS, SHARED_ID
+from pyexec.kernelfiles import read_kernel_file
 from pyexec.payload import Payload
 from pyexec.pipes import Capture, PipeSet
 from pyexec.record import RunRecord
@@ -171,7 +172,8 @@ class Jail:
         if self.proc is None or self.proc.returncode is not None:
             return False
         try:
-            state = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            stat = read_kernel_file(f"/proc/{self.proc.pid}/stat")
+            state = stat.rsplit(")", 1)[1].split()[0]
         except OSError:
             return False
         return state != "Z"
@@ -179,9 +181,9 @@ class Jail:
     def _init_pid(self) -> int | None:
         """The host pid of nsjail's one child, the jail's init."""
         assert self.proc is not None
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        children = f"/proc/{self.proc.pid}/task/{self.proc.pid}/children"
         try:
-            pids = children.read_text().split()
+            pids = read_kernel_file(children).split()
         except OSError:
             return None
         return int(pids[0]) if pids else None
@@ -526,10 +528,9 @@ def _last_line(stderr: bytes | bytearray) -> str:
 def _vm_hwm_bytes(pid: int) -> int | None:
     """A process's peak resident set (VmHWM) from /proc, or None once it is gone."""
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
+        for line in read_kernel_file(f"/proc/{pid}/status").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         return None
     return None
@@ -538,11 +539,10 @@ def _vm_hwm_bytes(pid: int) -> int | None:
 def _cpu_rlimit_seconds(pid: int) -> int | None:
     """A process's hard RLIMIT_CPU in seconds from /proc (None: unlimited or gone)."""
     try:
-        with open(f"/proc/{pid}/limits", encoding="ascii", errors="replace") as limits:
-            for line in limits:
-                if line.startswith("Max cpu time"):
-                    hard = line.split()[4]
-                    return int(hard) if hard.isdigit() else None
+        for line in read_kernel_file(f"/proc/{pid}/limits").splitlines():
+            if line.startswith("Max cpu time"):
+                hard = line.split()[4]
+                return int(hard) if hard.isdigit() else None
     except (OSError, IndexError):
         return None
     return None

@@ -1,0 +1,28 @@
+"""pyexec.kernelfiles.read_kernel_file: the same text as Path.read_text, however long,
+and the same errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pyexec.kernelfiles import read_kernel_file
+
+
+@pytest.mark.parametrize("path", ["/proc/self/limits", "/proc/self/stat", "/proc/meminfo"])
+def test_a_proc_file_reads_as_read_text_would(path: str) -> None:
+    first = read_kernel_file(path)
+    assert first.splitlines()[0] == Path(path).read_text().splitlines()[0]
+    assert first.endswith("\n")
+
+
+def test_a_file_longer_than_one_read_comes_whole(tmp_path: Path) -> None:
+    text = "".join(f"line {n}\n" for n in range(40_000))  # ~390 KB
+    (tmp_path / "long").write_text(text)
+    assert read_kernel_file(tmp_path / "long") == text
+
+
+def test_a_missing_file_raises_as_open_would(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        read_kernel_file(tmp_path / "absent")
