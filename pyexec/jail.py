@@ -457,8 +457,8 @@ class Jail:
         """Free the jail's per-jail outer id: nothing of the jail runs as it any more."""
         with self._close_lock:
             outer_id, self.outer_id = self.outer_id, None
-        if outer_id is not None and self.settings.jail_uids == "per_jail":
-            JAIL_IDS.give_back(outer_id)
+        if outer_id is not None:
+            JAIL_IDS.give_back(outer_id)  # the shared 65534 was never handed out: ignored
 
     def _reap(self, grace: float) -> resource.struct_rusage:
         """Wait for nsjail; after ``grace`` s stop it, and SIGKILL it 5 s later

@@ -25,6 +25,8 @@ import math
 import os
 from dataclasses import dataclass
 
+from pyexec.kernelfiles import read_kernel_file
+
 # CFS weights: one nice level is a factor of about 1.25.
 NICE_STEP = 1.25
 LOWEST_NICE = 19
@@ -63,8 +65,8 @@ def jail_tree(init_pid: int) -> JailTree:
         threads.extend(tasks)
         for tid in tasks:
             try:
-                with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as handle:
-                    pending.extend(int(child) for child in handle.read().split())
+                children = read_kernel_file(f"/proc/{pid}/task/{tid}/children")
+                pending.extend(int(child) for child in children.split())
             except OSError:
                 continue
     return JailTree(processes, threads)
@@ -79,10 +81,9 @@ def resident_bytes(pids: list[int]) -> int:
 
 def _pss_bytes(pid: int) -> int:
     try:
-        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
+        for line in read_kernel_file(f"/proc/{pid}/smaps_rollup").splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
     except (OSError, ValueError):
         pass
     return 0
