@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pyexec.cgroups import CgroupSupport
 from pyexec.jail_ids import mapping_args
-from pyexec.runner_code import runner_args
+from pyexec.runner_code import runner_launch
 from pyexec.settings import Settings
 
 # Extra CPU seconds a jail may spend before its script arrives (imports).
@@ -64,6 +64,10 @@ def rlimit_args(settings: Settings, cgroups: CgroupSupport, memory_mb: int) -> l
     return [*args, "--rlimit_nproc", "soft"]
 
 
+def _pass_fd_args(fds: tuple[int, ...]) -> list[str]:
+    return [arg for fd in fds for arg in ("--pass_fd", str(fd))]
+
+
 def backstop_seconds(settings: Settings) -> int:
     """nsjail's own time limit, only a backstop: the service enforces the script's
     deadline, and a pooled jail may first wait up to the idle age."""
@@ -104,6 +108,7 @@ def nsjail_argv(
         str(fds.control_r),
         "--pass_fd",
         str(fds.result_w),
+        *_pass_fd_args(runner_launch(settings.sandbox_python).fds),
         "--time_limit",
         str(backstop_seconds(settings)),
         *mapping_args(outer_id),
@@ -113,7 +118,7 @@ def nsjail_argv(
         "--",
         settings.sandbox_python,
         *PYTHON_FLAGS,
-        *runner_args(settings.sandbox_python),
+        *runner_launch(settings.sandbox_python).args,
         "--control-fd",
         str(fds.control_r),
         "--result-fd",

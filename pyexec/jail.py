@@ -31,6 +31,7 @@ from pyexec.kernelfiles import read_kernel_file
 from pyexec.payload import Payload
 from pyexec.pipes import Capture, PipeSet
 from pyexec.record import RunRecord
+from pyexec.runner_code import runner_launch
 from pyexec.settings import Limits, Settings
 from pyexec.spawn import LAUNCH_PREFIX, LAUNCHER, REAPER, put_oom_first
 
@@ -105,7 +106,8 @@ class Jail:
             self.nice_level,
         )
         try:
-            self.proc = LAUNCHER.popen(argv, (control_r, result_w, log_w))
+            runner_fds = runner_launch(self.settings.sandbox_python).fds
+            self.proc = LAUNCHER.popen(argv, (control_r, result_w, log_w, *runner_fds))
         except BaseException:
             self._give_back_id()
             raise

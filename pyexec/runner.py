@@ -1,7 +1,8 @@
 """The program that runs inside the jail: load one script, call its main(), report.
 
-It is started by nsjail as the jail's pid 1 with ``python -I -S -B -u -c <this source>``
-(the jailed uid cannot read the service's files, so the source travels in argv).
+It is started by nsjail as the jail's pid 1 with ``python -I -S -B -u -c <bootstrap>``;
+the jailed uid cannot read the service's files, so its code, compiled once, comes
+through an fd (pyexec/runner_code.py).
 ``-S`` skips the site module (a millisecond per jail); ``_site_lite`` does the two
 things of it a script can notice: the sandbox venv's packages and ``exit()``.
 It uses only the standard library and must not import anything from ``pyexec``.
@@ -23,7 +24,8 @@ The result never travels on stdout, so whatever the script prints is returned
 byte-exact and cannot be mistaken for a result.
 
 Every jail pays for this module's imports, so it keeps them to builtins and a few
-cheap modules (``json``, ``inspect``, ``typing`` and ``traceback`` would triple a
+cheap modules (``posix`` rather than ``os``, which imports six more; no ``types``;
+``json``, ``inspect``, ``typing`` and ``traceback`` would triple a
 light jail's start-up CPU); heavier ones are imported only on the paths that
 need them, and the report's JSON is written here with the C string encoder.
 """
@@ -31,14 +33,15 @@ need them, and the report's JSON is written here with the C string encoder.
 from __future__ import annotations
 
 import math
-import os
+import posix
 import resource
 import sys
-import types
 from _json import encode_basestring_ascii
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import CodeType
     from typing import Any
 
 # --- PROTOCOL (pyexec/protocol.py and pyexec/runner.py hold this block byte for byte) ---
@@ -137,6 +140,16 @@ MAX_PENDING_SIGNALS = 256
 MAX_INT = 10**MAX_INT_DIGITS
 MAX_TRACEBACK_FRAMES = 50
 ASYNC_FLAGS = 0x80 | 0x200  # CO_COROUTINE | CO_ASYNC_GENERATOR
+
+
+def _a_generator() -> Iterator[None]:
+    yield None
+
+
+# types.FunctionType and types.GeneratorType, as types itself makes them: the
+# runner imports posix rather than os, and not types, to spare each jail ~1 ms.
+FunctionType = type(_a_generator)
+GeneratorType = type(_a_generator())
 _SCRIPT_SOURCE: list[str] = []  # for tracebacks; linecache is imported only then
 
 
@@ -168,7 +181,7 @@ class Report(Exception):
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
+        written = posix.write(fd, view)
         view = view[written:]
 
 
@@ -526,7 +539,7 @@ def _load_main(source: str, with_input: bool = False) -> Any:
     return main
 
 
-def _compile(source: str) -> types.CodeType:
+def _compile(source: str) -> CodeType:
     """The script's code object, or a syntax_error Report."""
     try:
         return compile(source, SCRIPT_FILENAME, "exec", dont_inherit=True)
@@ -547,7 +560,7 @@ def _check_signature(main: Any, with_input: bool) -> None:
     """Refuse an async main, or one that cannot be called as it will be: ``main()``,
     or ``main(input)`` when the request has "input" (main_async, main_signature)."""
     wanted = 1 if with_input else 0
-    if isinstance(main, types.FunctionType):
+    if isinstance(main, FunctionType):
         # The common case, without importing inspect: read the code object.
         code = main.__code__
         if code.co_flags & (ASYNC_FLAGS):
@@ -597,7 +610,7 @@ def _run(source: str, meta: dict[str, Any] | None = None) -> dict[str, Any]:
         value = main(meta["input"]) if with_input else main()
     except BaseException as exc:
         raise _exception_report(exc, "in main()") from None
-    if isinstance(value, types.GeneratorType):
+    if isinstance(value, GeneratorType):
         raise Report(
             "invalid_result",
             "main() returned a generator (it contains `yield`); return a list instead.",
@@ -708,7 +721,7 @@ def _read_request(fd: int) -> tuple[int, int, str, memoryview, memoryview]:
     would copy megabytes of input files over and over."""
     data = b""
     while (header := first_line(data)) is None:
-        chunk = os.read(fd, 1 << 16)
+        chunk = posix.read(fd, 1 << 16)
         if not chunk:
             raise EOFError("the service sent no request")
         data += chunk
@@ -719,7 +732,7 @@ def _read_request(fd: int) -> tuple[int, int, str, memoryview, memoryview]:
     view[: len(got)] = got
     filled = len(got)
     while filled < len(body):
-        count = os.readv(fd, [view[filled:]])
+        count = posix.readv(fd, [view[filled:]])
         if not count:
             raise EOFError("the request was cut short")
         filled += count
@@ -734,7 +747,7 @@ def _site_lite() -> None:
     import _sitebuiltins
     import builtins
 
-    venv = os.path.dirname(os.path.dirname(sys.executable))
+    venv = sys.executable.rsplit("/", 2)[0]  # <venv>/bin/python
     version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
     sys.path.append(f"{venv}/lib/{version}/site-packages")
     sys.prefix = sys.exec_prefix = venv
@@ -790,19 +803,23 @@ def _write_files(files: list[list[Any]], data: memoryview) -> None:
     The service checked every path (relative, no '..', no file inside another); each
     file is created new and never through a symlink, in a directory nothing else has
     written to yet."""
+    import os  # before the first file is written: an uploaded os.py must not stand in
+
     offset = 0
     for path, size in files:
         parent = os.path.dirname(path)
         try:
             if parent:
                 os.makedirs(parent, exist_ok=True)
-            fd = os.open(
-                path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
+            fd = posix.open(
+                path,
+                posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW | posix.O_CLOEXEC,
+                0o644,
             )
             try:
                 _write_all(fd, data[offset : offset + size])
             finally:
-                os.close(fd)
+                posix.close(fd)
         except OSError as exc:
             raise _exception_report(exc, f"while writing the request's file {path!r}") from None
         offset += size
@@ -813,7 +830,7 @@ def _collect_from(
 ) -> tuple[list[dict[str, Any]], bytes]:
     """_collect_files in the working directory, wherever the script moved to."""
     try:
-        os.chdir(workdir)
+        posix.chdir(workdir)
     except OSError:
         return [], b""
     return _collect_files(patterns, caps)
@@ -851,27 +868,29 @@ def _read_returned(path: str, max_file_bytes: int) -> tuple[dict[str, Any], byte
     """One matched path: its listing entry, and its bytes when it is sent."""
     import stat
 
-    info = os.lstat(path)  # OSError when it vanished since the walk: not listed
+    info = posix.lstat(path)  # OSError when it vanished since the walk: not listed
     if stat.S_ISLNK(info.st_mode):
         return {"path": path, "size": info.st_size, "omitted": "symlink"}, None
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = posix.open(
+            path, posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_NONBLOCK | posix.O_CLOEXEC
+        )
     except OSError:
         return {"path": path, "size": info.st_size, "omitted": "not_regular"}, None
     try:
-        opened = os.fstat(fd)
+        opened = posix.fstat(fd)
         if not stat.S_ISREG(opened.st_mode):
             return {"path": path, "size": opened.st_size, "omitted": "not_regular"}, None
         if opened.st_size > max_file_bytes:
             return {"path": path, "size": opened.st_size, "omitted": "file_too_large"}, None
         parts = []
         left = opened.st_size
-        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+        while left > 0 and (chunk := posix.read(fd, min(left, 1 << 20))):
             parts.append(chunk)
             left -= len(chunk)
         content = b"".join(parts)
     finally:
-        os.close(fd)
+        posix.close(fd)
     return {"path": path, "size": len(content)}, content
 
 
@@ -910,12 +929,14 @@ def _directory_entries(directory: str) -> list[tuple[str, bool]]:
     accept; none when it cannot be opened as a directory without following a symlink
     (it was replaced by one since the walk saw it)."""
     try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = posix.open(
+            directory, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_NOFOLLOW | posix.O_CLOEXEC
+        )
     except OSError:
         return []
     entries = []
     try:
-        with os.scandir(fd) as listing:
+        with posix.scandir(fd) as listing:
             for entry in listing:
                 name = entry.name
                 try:
@@ -927,7 +948,7 @@ def _directory_entries(directory: str) -> list[tuple[str, bool]]:
     except OSError:
         pass
     finally:
-        os.close(fd)
+        posix.close(fd)
     return entries
 
 
@@ -990,24 +1011,24 @@ def main() -> None:
     preimport = args[args.index("--preimport") + 1] if "--preimport" in args else ""
     for name in filter(None, preimport.split(",")):
         __import__(name)
-    os.set_inheritable(result_fd, False)
+    posix.set_inheritable(result_fd, False)
     resource.setrlimit(resource.RLIMIT_SIGPENDING, (MAX_PENDING_SIGNALS, MAX_PENDING_SIGNALS))
-    runner_pid = os.getpid()
+    runner_pid = posix.getpid()
     ready_usage = resource.getrusage(resource.RUSAGE_SELF)
     _write_all(result_fd, ready_line(_cpu_ms(ready_usage)))
     cpu_seconds, max_result_bytes, source, meta_bytes, data = _read_request(control_fd)
-    os.set_inheritable(control_fd, False)
+    posix.set_inheritable(control_fd, False)
     _limit_cpu(cpu_seconds)
     sys.argv = ["script"]
     # The working directory (nsjail.cfg's cwd, empty until now) holds the request's
     # files, and modules uploaded there are imported from it.
-    workdir = os.getcwd()
+    workdir = posix.getcwd()
     sys.path.insert(0, workdir)
     meta = _parse_meta(meta_bytes)
     meta_bytes.release()  # with data's release, the request's buffer is freed
     report = _run_reported(source, meta, data)
-    if os.getpid() != runner_pid:
-        os._exit(0)  # a forked child returned from main(): only the runner reports
+    if posix.getpid() != runner_pid:
+        posix._exit(0)  # a forked child returned from main(): only the runner reports
     files = None
     if "output_files" in meta:
         report["files"], files = _collect_from(workdir, meta["output_files"], meta["caps"])
@@ -1015,10 +1036,10 @@ def main() -> None:
     try:
         # Stay alive until the service has read the jail's cgroup figures (it
         # closes the control pipe then): they go with the jail when it exits.
-        os.read(control_fd, 1)
+        posix.read(control_fd, 1)
     except OSError:
         pass
-    os._exit(0)
+    posix._exit(0)
 
 
 if __name__ == "__main__":

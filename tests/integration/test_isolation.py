@@ -119,6 +119,28 @@ def test_no_secrets_environment_or_service_files(api: Api) -> None:
     assert result["hostname"] == "pyexec"
 
 
+def test_the_script_holds_no_fd_of_the_runner_s_code(api: Api) -> None:
+    """Every jail reads the runner's code from one memfd of the service's: the fd is
+    closed before the script runs, so the script sees only its stdio and the runner's
+    two pipes."""
+    status, body = api.run(
+        "import os\n\n\ndef main():\n"
+        "    links = {}\n"
+        "    for name in os.listdir('/proc/self/fd'):\n"
+        "        try:\n"
+        "            links[name] = os.readlink(f'/proc/self/fd/{name}')\n"
+        "        except OSError as exc:\n"
+        "            links[name] = type(exc).__name__\n"
+        "    return links\n"
+    )
+    assert status == 200
+    links = body["result"]
+    assert not [target for target in links.values() if "memfd" in target], links
+    pipes = [target for target in links.values() if target.startswith("pipe:")]
+    assert len(pipes) >= 2, links  # the listing is real: stdout, stderr, the runner's
+    assert len(links) <= 6, links  # 0-2, control, result, the listing's own fd
+
+
 def test_nothing_outside_tmp_is_writable(api: Api) -> None:
     status, body = api.run_file("write_outside_tmp")
     assert status == 200

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from pyexec.command import (
     nsjail_argv,
     rlimit_args,
 )
-from pyexec.runner_code import BOOTSTRAP, RUNNER_SOURCE, runner_args
+from pyexec.runner_code import RunnerLaunch, runner_launch
 from pyexec.settings import Settings, load_settings
 
 V1 = CgroupSupport(
@@ -131,6 +129,7 @@ def test_nsjail_argv_is_prefix_nsjail_fds_cgroups_limits_then_the_runner(
 ) -> None:
     prefix = ("setpriv", "--pdeathsig", "KILL")
     argv = nsjail_argv(settings, cgroups, 300, "numpy,pandas", FDS, 100_007, prefix)
+    runner_fd_args: list[str] = []
     assert argv == [
         "setpriv",
         "--pdeathsig",
@@ -144,6 +143,8 @@ def test_nsjail_argv_is_prefix_nsjail_fds_cgroups_limits_then_the_runner(
         "11",
         "--pass_fd",
         "12",
+        # The runner's code, when it comes from a memfd (not for this interpreter).
+        *runner_fd_args,
         "--time_limit",
         "166",
         "--user",
@@ -158,7 +159,7 @@ def test_nsjail_argv_is_prefix_nsjail_fds_cgroups_limits_then_the_runner(
         "-S",
         "-B",
         "-u",
-        *runner_args("/sandbox/bin/python"),
+        *runner_launch("/sandbox/bin/python").args,
         "--control-fd",
         "11",
         "--result-fd",
@@ -188,53 +189,13 @@ def test_a_nice_level_overrides_the_config_s_before_the_cgroup_flags(
     assert "--nice_level" not in nsjail_argv(settings, NONE, 300, "", FDS, 65534)
 
 
-def test_the_runner_travels_in_argv_as_the_file_s_own_text() -> None:
-    runner_py = Path(__file__).resolve().parents[2] / "pyexec" / "runner.py"
-    assert runner_py.read_text(encoding="utf-8") == RUNNER_SOURCE
-    # An argv string cannot hold NUL, and Linux caps one at 32 pages (MAX_ARG_STRLEN).
-    assert "\x00" not in RUNNER_SOURCE
-    assert len(RUNNER_SOURCE.encode()) < 32 * 4096
-
-
-def test_without_the_jail_s_interpreter_the_runner_travels_as_source() -> None:
-    assert runner_args("/nonexistent/python") == ("-c", RUNNER_SOURCE)
-
-
-@pytest.mark.skipif(
-    not Path(load_settings({}).sandbox_python).exists(), reason="no sandbox interpreter here"
-)
-def test_the_compiled_runner_runs_as_the_source_would(tmp_path: Path) -> None:
-    """The jail's interpreter compiles the runner once; the bootstrap execs that code
-    as __main__ with the runner's own flags after it (here without a jail: an fd that
-    is closed at once, so the runner stops at reading its request)."""
-    python = load_settings({}).sandbox_python
-    args = runner_args(python)
-    assert args[:2] == ("-c", BOOTSTRAP)
-    assert len(args[2]) < 32 * 4096
-    control_r, control_w = os.pipe()
-    result_r, result_w = os.pipe()
-    os.close(control_w)
-    done = subprocess.run(
-        [
-            python,
-            "-I",
-            "-S",
-            "-B",
-            "-u",
-            *args,
-            "--control-fd",
-            str(control_r),
-            "--result-fd",
-            str(result_w),
-        ],
-        pass_fds=(control_r, result_w),
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    os.close(control_r)
-    os.close(result_w)
-    with os.fdopen(result_r, "rb") as result:
-        ready = result.read()
-    assert ready.startswith(b"ready ")  # the runner ran its main() up to the request
-    assert b"the service sent no request" in done.stderr
+def test_the_runner_s_code_fd_is_passed_through(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    launch = RunnerLaunch(("-c", "bootstrap"), (17,))
+    monkeypatch.setattr("pyexec.command.runner_launch", lambda python: launch)
+    argv = nsjail_argv(settings, NONE, 300, "", FDS, 65534)
+    at = argv.index("--time_limit")
+    assert argv[at - 6 : at] == ["--pass_fd", "11", "--pass_fd", "12", "--pass_fd", "17"]
+    runner = argv.index("/sandbox/bin/python")
+    assert argv[runner + 5 : runner + 7] == ["-c", "bootstrap"]

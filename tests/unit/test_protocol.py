@@ -103,7 +103,7 @@ def test_a_request_read_one_byte_at_a_time_is_read_whole(
 ) -> None:
     monkeypatch.setattr(
         runner,
-        "os",
+        "posix",
         types.SimpleNamespace(
             read=lambda fd, _: os.read(fd, 1),
             readv=lambda fd, buffers: os.readv(fd, [buffers[0][:1]]),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import linecache
 import os
+import posix
 import resource
 import select
 import stat
@@ -461,14 +462,14 @@ def test_an_unreadable_file_is_not_regular_not_an_error(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write("secret", b"x")
-    real_open = os.open
+    real_open = posix.open
 
     def refuse(path: Any, flags: int, *args: Any) -> int:
         if path == "secret":
             raise PermissionError(13, "Permission denied")
         return real_open(path, flags, *args)
 
-    monkeypatch.setattr(os, "open", refuse)  # the module the runner calls
+    monkeypatch.setattr(posix, "open", refuse)  # the module the runner calls
     assert runner._collect_files(["*"], WIDE) == (
         [{"path": "secret", "size": 1, "omitted": "not_regular"}],
         b"",
