@@ -28,7 +28,8 @@ DIAGNOSES = (
             ("Operation not permitted",),
             ("mandatory point",),
         ),
-        "this host does not let the service create Linux namespaces. On Cloud Run, "
+        "this host does not let the service create Linux namespaces, or mount the "
+        "jail's /proc (procfs subset=pid needs Linux 5.8 or later). On Cloud Run, "
         "deploy with --execution-environment gen2; with Docker or Podman, run the "
         "container with --privileged.",
     ),

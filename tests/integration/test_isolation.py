@@ -108,7 +108,9 @@ def test_no_secrets_environment_or_service_files(api: Api) -> None:
     assert result["opt_entries"] == ["sandbox"]
     assert set(result["usr_entries"]) <= {"bin", "lib", "lib64", "local"}
     assert result["usr_local_etc"] is False
-    assert (result["proc_cmdline"], result["proc_keys"], result["proc_loadavg"]) == ("", "", "")
+    assert (result["proc_cmdline"], result["proc_keys"], result["proc_loadavg"]) == (
+        ("FileNotFoundError",) * 3
+    )
     assert result["proc_pressure"] == []
     assert (result["uid"], result["gid"]) == (65534, 65534)
     for line in result["cap_lines"]:
@@ -332,12 +334,17 @@ def test_concurrent_requests_each_get_their_own_result(app_client: FlaskClient) 
         )
 
 
-def test_host_wide_figures_read_as_empty_and_the_cpus_are_still_counted(api: Api) -> None:
+def test_host_wide_files_do_not_exist_and_the_cpus_are_still_counted(api: Api) -> None:
     status, body = api.run_file("host_figures")
     assert status == 200, body
     result = body["result"]
-    assert {path: text for path, text in result["files"].items() if text} == {}
-    assert len(result["files"]) == 11
+    assert result["files"] == dict.fromkeys(
+        result["files"], "unreadable: No such file or directory"
+    )
+    assert len(result["files"]) == 20
+    # The jail's /proc holds its processes and nothing else (subset=pid).
+    assert result["proc_entries"] == ["self", "thread-self"]
+    assert result["own_status"] == "Name:\tpython"
     assert result["cpu_count"] == os.cpu_count()
     assert result["affinity"] == len(os.sched_getaffinity(0))
 
