@@ -50,17 +50,21 @@ RMDIR_TRIES = 250
 RMDIR_PAUSE_SECONDS = 0.02
 
 
-def _rmdir_patiently(directory: Path) -> None:
-    """Remove an empty cgroup, retrying for a few seconds: after its processes are
-    gone the kernel may still be uncharging its memory (EBUSY)."""
-    for _ in range(RMDIR_TRIES):
+def _rmdir_patiently(directory: Path, tries: int | None = None) -> bool:
+    """Remove an empty cgroup, retrying for a few seconds (``tries`` times, by
+    default RMDIR_TRIES): after its processes are gone the kernel may still be
+    uncharging its memory (EBUSY). Whether it is gone."""
+    tries = RMDIR_TRIES if tries is None else tries
+    for attempt in range(tries):
         try:
             directory.rmdir()
-            return
+            return True
         except FileNotFoundError:
-            return
+            return True
         except OSError:
-            time.sleep(RMDIR_PAUSE_SECONDS)
+            if attempt + 1 < tries:
+                time.sleep(RMDIR_PAUSE_SECONDS)
+    return False
 
 
 @dataclass(frozen=True)
@@ -140,10 +144,12 @@ class CgroupSupport:
                 return int(value) / 1000
         return None
 
-    def untrack_cpu(self, pid: int) -> None:
-        """Remove our cpuacct cgroup once the jail is gone (v1)."""
-        if self.cpuacct is not None:
-            _rmdir_patiently(self.cpuacct / f"JAIL.{pid}")
+    def untrack_cpu(self, pid: int, patiently: bool = True) -> bool:
+        """Remove our cpuacct cgroup once the jail is gone (v1); whether it is gone.
+        Not ``patiently``: one try, for a caller that hands a failure to the reaper."""
+        if self.cpuacct is None:
+            return True
+        return _rmdir_patiently(self.cpuacct / f"JAIL.{pid}", None if patiently else 1)
 
     def oom_killed(self, pid: int) -> bool | None:
         """Whether the kernel's OOM killer acted in the jail's cgroup (None: unknown).

@@ -505,7 +505,9 @@ class Jail:
         pid = ended.pid if ended is not None else self.init_pid
         if pid is None or not self.cgroups.enforced:
             return
-        if self.cgroups.cpuacct is not None:
+        # nsjail is reaped, so the cgroup is empty: one rmdir here mostly does it,
+        # without another thread (the reaper retries what the kernel still holds).
+        if not self.cgroups.untrack_cpu(pid, patiently=False):
             REAPER.call(functools.partial(self.cgroups.untrack_cpu, pid))
         if any(directory.exists() for directory in self.cgroups.jail_dirs(pid)):
             # Memory is uncharged asynchronously after an OOM kill: keep trying.

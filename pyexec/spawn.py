@@ -127,7 +127,7 @@ class Reaper:
         self._threads: ThreadPoolExecutor | None = None
         self._pid = 0
 
-    def call(self, work: Callable[[], None]) -> None:
+    def call(self, work: Callable[[], object]) -> None:
         """Run ``work`` in a background thread that ``wait_idle`` accounts for."""
         with self._condition:
             self._pending += 1
@@ -138,7 +138,7 @@ class Reaper:
             threads = self._threads
         threads.submit(self._run, work)
 
-    def _run(self, work: Callable[[], None]) -> None:
+    def _run(self, work: Callable[[], object]) -> None:
         try:
             work()
         except Exception:

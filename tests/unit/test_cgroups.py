@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path, PosixPath
 
@@ -243,6 +244,26 @@ def test_untrack_cpu_removes_our_cpuacct_cgroup(v1: CgroupSupport, tmp_path: Pat
     v1.untrack_cpu(PID)
     assert not directory.exists()
     v1.untrack_cpu(PID)  # already gone: nothing to do
+
+
+def test_untrack_cpu_tries_once_unless_patient(
+    v1: CgroupSupport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The jail's teardown tries once in its own thread and hands a cgroup the kernel
+    still holds to the reaper, which retries."""
+    pauses: list[float] = []
+    monkeypatch.setattr(time, "sleep", pauses.append)
+    monkeypatch.setattr(cgroups, "RMDIR_TRIES", 3)
+    directory = tmp_path / "cpuacct" / "pyexec" / f"JAIL.{PID}"
+    directory.mkdir()
+    (directory / "busy").write_text("")  # rmdir fails (ENOTEMPTY) as EBUSY would
+    assert v1.untrack_cpu(PID, patiently=False) is False
+    assert pauses == []
+    assert v1.untrack_cpu(PID) is False
+    assert len(pauses) == 2  # three tries, a pause between each
+    (directory / "busy").unlink()
+    assert v1.untrack_cpu(PID, patiently=False) is True
+    assert not directory.exists()
 
 
 def test_untrack_cpu_on_v2_touches_nothing(v2: CgroupSupport) -> None:
