@@ -21,6 +21,7 @@ unlimited request line and no graceful-shutdown hook; these settings add:
   starts as soon as the worker is up (post_worker_init).
 """
 
+import gc
 import math
 import os
 import signal
@@ -60,6 +61,9 @@ def post_worker_init(worker: Any) -> None:
     service = _service()
     if service is None:
         return
+    # What exists now (the app, its schemas and settings) lives as long as the
+    # worker: out of the garbage collector's walks from here on.
+    gc.freeze()
     service.warm_up()
     gunicorn_handler = signal.getsignal(signal.SIGTERM)
 

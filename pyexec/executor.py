@@ -8,7 +8,6 @@ the client is told about are raised as ``pyexec.errors`` exceptions.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import threading
@@ -291,9 +290,6 @@ class Executor:
         }
         if health.ok:
             log.info("sandbox self-test passed", extra={"fields": fields})
-            # What exists now (the app, schemas, settings) lives as long as the
-            # process: out of the garbage collector's walks from here on.
-            gc.freeze()
             self.pools.start()
         else:
             fields["reason"] = health.reason

@@ -98,6 +98,11 @@ class Launcher:
                 future.set_result(
                     subprocess.Popen(
                         argv,
+                        # Nothing of the service's environment (its secrets among
+                        # it) reaches nsjail, which needs none: the jail's own is
+                        # nsjail.cfg's envar lines. Without a locale, setpriv also
+                        # starts ~0.2 ms sooner.
+                        env={},
                         stdin=subprocess.DEVNULL,
                         stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE,

@@ -12,6 +12,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -141,6 +142,22 @@ def test_the_script_holds_no_fd_of_the_runner_s_code(api: Api) -> None:
     pipes = [target for target in links.values() if target.startswith("pipe:")]
     assert len(pipes) >= 2, links  # the listing is real: stdout, stderr, the runner's
     assert len(links) <= 6, links  # 0-2, control, result, the listing's own fd
+
+
+def test_nsjail_runs_with_an_empty_environment(api: Api) -> None:
+    """The service's secrets never reach even nsjail's own process (a jail gets only
+    nsjail.cfg's envar lines in any case)."""
+    assert os.environ["PYEXEC_TEST_CANARY"] == CANARY  # the service has a secret
+    assert api.run("def main():\n    return 1\n")[0] == 200  # the pool is up
+    environments = []
+    for task in Path("/proc/self/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            # A jail that answered may be gone by now: only the living are read.
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "nsjail":
+                    environments.append(Path(f"/proc/{pid}/environ").read_bytes())
+    assert environments  # the pool's jails, started by this process
+    assert set(environments) == {b""}
 
 
 def test_nothing_outside_tmp_is_writable(api: Api) -> None:
