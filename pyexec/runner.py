@@ -803,7 +803,7 @@ def _write_files(files: list[list[Any]], data: memoryview) -> None:
     The service checked every path (relative, no '..', no file inside another); each
     file is created new and never through a symlink, in a directory nothing else has
     written to yet."""
-    import os  # before the first file is written: an uploaded os.py must not stand in
+    import os  # frozen into CPython since 3.11: an uploaded os.py never stands in
 
     offset = 0
     for path, size in files:

@@ -81,6 +81,16 @@ def test_input_nested_too_deeply_is_refused(api: Api) -> None:
     assert status == 200
 
 
+def test_an_uploaded_os_py_does_not_stand_in_for_os(api: Api) -> None:
+    """As in a plain Python. The runner no longer imports os at start-up, but os is
+    frozen into the interpreter (CPython 3.11 and later), found before sys.path."""
+    script = "import os\n\n\ndef main():\n    return os.__file__\n"
+    files = [{"path": "os.py", "content": "raise SystemExit('the upload was imported')\n"}]
+    status, body = api.post({"script": script, "files": files})
+    assert status == 200, body
+    assert body["result"].startswith("/usr/lib/python3")
+
+
 def test_files_are_written_before_the_script_loads_and_modules_import(api: Api) -> None:
     script = (
         "import os\nimport helper\nfrom pkg import sub\n"
