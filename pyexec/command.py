@@ -89,7 +89,8 @@ def nsjail_argv(
     prefix: tuple[str, ...] = (),
     nice_level: int | None = None,
 ) -> list[str]:
-    """The full command: ``prefix`` (e.g. setpriv's death signal), nsjail, the runner.
+    """The full command: ``prefix`` (setpriv's death signal for an nsjail that does
+    not set its own, pyexec.spawn.launch_prefix), nsjail, the runner.
 
     ``outer_id`` is the host uid and gid the jail's 65534 maps to (pyexec/jail_ids.py).
 

@@ -34,7 +34,7 @@ from pyexec.outcome import interpret
 from pyexec.payload import Payload
 from pyexec.pool import JailPools
 from pyexec.settings import Limits, Settings
-from pyexec.spawn import DEATH_SIGNAL_PREFIX, REAPER, lower_own_oom_score
+from pyexec.spawn import REAPER, dies_with_service, lower_own_oom_score
 
 log = logging.getLogger("pyexec")
 
@@ -336,6 +336,6 @@ class Executor:
                 if self.settings.jail_uids == "per_jail"
                 else SHARED_ID
             ),
-            "dies_with_service": bool(DEATH_SIGNAL_PREFIX),
+            "dies_with_service": dies_with_service(self.settings.nsjail_path),
             **self.enforcement(),
         }

@@ -33,7 +33,7 @@ from pyexec.pipes import Capture, PipeSet
 from pyexec.record import RunRecord
 from pyexec.runner_code import runner_launch
 from pyexec.settings import Limits, Settings
-from pyexec.spawn import LAUNCH_PREFIX, LAUNCHER, REAPER, put_oom_first
+from pyexec.spawn import LAUNCHER, REAPER, launch_prefix, put_oom_first
 
 MAX_LOG_BYTES = 64 * 1024
 CPU_POLL_SECONDS = 0.05  # how often a running jail's CPU is checked against its limit
@@ -102,7 +102,7 @@ class Jail:
             self.preimport,
             fds,
             self.outer_id,
-            LAUNCH_PREFIX,
+            launch_prefix(self.settings.nsjail_path),
             self.nice_level,
         )
         try:

