@@ -68,7 +68,12 @@ class JailPools:
         self._all = (self.heavy, self.chart, self.light)
         names = "|".join(re.escape(name.split(".")[0]) for name in settings.preimport)
         self._heavy_pattern = re.compile(rf"\b(?:{names})\b") if names else None
-        self._condition = threading.Condition()
+        lock = threading.Lock()
+        # Two conditions on one lock, so that each wakes only whom it concerns: a
+        # jail taken wakes one idle refill worker (not all of them, nor the waiting
+        # requests); a jail ready, or a start ended, wakes the requests waiting for one.
+        self._condition = threading.Condition(lock)
+        self._refill_due = threading.Condition(lock)
         self._closed = False
         # Held for a whole close(): shutdown's close waits for one that a SIGTERM
         # handler's thread already began, so no jail outlives shutdown's sweep.
@@ -132,7 +137,7 @@ class JailPools:
                 while True:
                     jail = self._pop_live(pool)
                     if jail is not None:
-                        self._condition.notify_all()  # a refill worker has work
+                        self._refill_due.notify()  # one refill worker has work
                         jail.set_priority(RUNNING_NICE)
                         return jail, True
                     remaining = deadline - time.monotonic()
@@ -193,7 +198,7 @@ class JailPools:
             pool = None if self._closed else self._needs()
             if pool is None and not stale:
                 if not self._closed:
-                    self._condition.wait(timeout=1.0)
+                    self._refill_due.wait(timeout=1.0)
                 return
             if pool is not None:
                 pool.starting += 1
@@ -254,6 +259,7 @@ class JailPools:
                 for pool in self._all:
                     pool.ready.clear()
                 self._condition.notify_all()
+                self._refill_due.notify_all()
             for jail in jails:
                 jail.close()
             for worker in self._workers:
