@@ -27,22 +27,29 @@ Every jail pays for this module's imports, so it keeps them to builtins and a fe
 cheap modules (``posix`` rather than ``os``, which imports six more; no ``types``;
 ``json``, ``inspect``, ``typing`` and ``traceback`` would triple a
 light jail's start-up CPU); heavier ones are imported only on the paths that
-need them, and the report's JSON is written here with the C string encoder.
+need them, and the report's JSON is written here. Not even ``math`` or ``_json``:
+each is a shared library in most builds, whose loading costs a jail ~0.3 ms, and a
+hello world needs neither (plain ASCII strings are quoted as they are; others go
+through ``_json``'s C encoder, imported then).
 """
 
 from __future__ import annotations
 
-import math
 import posix
 import resource
 import sys
-from _json import encode_basestring_ascii
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from types import CodeType
     from typing import Any
+
+INFINITY = float("inf")
+# The standard library's directories, as the runner starts (-I -S): where _json is
+# imported from when first needed, after the script ran with /data on sys.path.
+STDLIB_PATH = tuple(sys.path)
+STRING_ENCODER: list[Callable[[str], str]] = []  # _json's, once imported
 
 # --- PROTOCOL (pyexec/protocol.py and pyexec/runner.py hold this block byte for byte) ---
 READY_PREFIX = b"ready "
@@ -325,7 +332,7 @@ COERCE_HINT = 'or send "coerce_result": true'
 
 
 def _plain_float(item: float, path: str) -> float:
-    if math.isnan(item) or math.isinf(item):
+    if item != item or item in (INFINITY, -INFINITY):
         raise Report(
             "invalid_result",
             f"{path} is {item!r}, which JSON cannot represent "
@@ -512,7 +519,7 @@ def _limit_cpu(seconds: int) -> None:
     so the hard limit (SIGKILL) is set at the same point. Lowering needs no privilege.
     """
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    used = math.ceil(usage.ru_utime + usage.ru_stime)
+    used = -int(-(usage.ru_utime + usage.ru_stime) // 1)  # rounded up
     resource.setrlimit(resource.RLIMIT_CPU, (used + seconds, used + seconds))
 
 
@@ -622,6 +629,30 @@ def _run(source: str, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"status": "ok", "result": result}
 
 
+def _json_string(text: str) -> str:
+    """``text`` as an ASCII JSON string, as ``_json.encode_basestring_ascii`` writes
+    it: printable ASCII without quotes or backslashes is quoted as it is, the rest
+    goes through that encoder."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    encoded: str = _string_encoder()(text)
+    return encoded
+
+
+def _string_encoder() -> Callable[[str], str]:
+    """_json's encoder, imported on first need from the standard library's own
+    directories: the script's working directory may hold a _json.py."""
+    if not STRING_ENCODER:
+        saved = sys.path
+        sys.path = list(STDLIB_PATH)
+        try:
+            import _json
+        finally:
+            sys.path = saved
+        STRING_ENCODER.append(_json.encode_basestring_ascii)
+    return STRING_ENCODER[0]
+
+
 def _dump(value: Any) -> str:
     """JSON text for a plain value (what _to_json returns, and report fields).
 
@@ -635,16 +666,15 @@ def _dump(value: Any) -> str:
     if value is False:
         return "false"
     if isinstance(value, str):
-        text: str = encode_basestring_ascii(value)
-        return text
+        return _json_string(value)
     if isinstance(value, int):
         return int.__repr__(value)
     if isinstance(value, float):
-        if value != value or value in (math.inf, -math.inf):
+        if value != value or value in (INFINITY, -INFINITY):
             raise ValueError("NaN and Infinity are not JSON")
         return float.__repr__(value)
     if isinstance(value, dict):
-        items = (f"{encode_basestring_ascii(str(k))}: {_dump(v)}" for k, v in value.items())
+        items = (f"{_json_string(str(k))}: {_dump(v)}" for k, v in value.items())
         return "{" + ", ".join(items) + "}"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_dump(item) for item in value) + "]"
@@ -669,7 +699,7 @@ def _encode(report: dict[str, Any], max_bytes: int) -> bytes:
                 max_bytes,
             )
         fields = (
-            f"{encode_basestring_ascii(key)}: {result if key == 'result' else _dump(value)}"
+            f"{_json_string(key)}: {result if key == 'result' else _dump(value)}"
             for key, value in report.items()
         )
         return ("{" + ", ".join(fields) + "}").encode("ascii")

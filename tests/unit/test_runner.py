@@ -494,6 +494,48 @@ def test_dump_writes_ascii_in_which_lone_surrogates_survive() -> None:
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "plain words ~!",
+        'a"b',
+        "back\\slash",
+        "tab\there",
+        "\x7f",
+        "\u00e9",
+        "\U0001f600",
+        "\ud800",
+    ],
+)
+def test_json_strings_are_what_the_c_encoder_writes(text: str) -> None:
+    import _json
+
+    assert runner._json_string(text) == _json.encode_basestring_ascii(text)
+
+
+def test_the_c_encoder_comes_from_the_stdlib_not_a_json_py_beside_the_script(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "_json.py").write_text("raise SystemExit('the upload was imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # as the runner puts /data first
+    monkeypatch.delitem(sys.modules, "_json")
+    monkeypatch.setattr(runner, "STRING_ENCODER", [])
+    assert runner._json_string("needs\nescaping") == '"needs\\nescaping"'
+    assert sys.modules["_json"].__file__ != str(tmp_path / "_json.py")
+
+
+def test_a_hello_world_loads_neither_json_nor_math_in_the_runner() -> None:
+    # Each is a shared library in most builds (~0.3 ms of a jail's start to load).
+    run = run_runner(
+        b"import sys\n"
+        b"def main():\n"
+        b"    return sorted(m for m in ('_json', 'json', 'math') if m in sys.modules)\n"
+    )
+    assert run.report is not None
+    assert run.report["result"] == []
+
+
+@pytest.mark.parametrize(
     ("value", "error", "message"),
     [
         (float("nan"), ValueError, "NaN and Infinity are not JSON"),
