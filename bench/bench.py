@@ -15,7 +15,8 @@ fill, then measures, interleaved in one run so machine noise hits both sides:
 - what a request costs under steady load (issue 20): hello world back to back, in
   rounds that alternate with bare ``python -S -c pass`` and ``python -c pass``
   starts, counting the whole machine's CPU (refills, teardown, the kernel) and the
-  service worker's.
+  service worker's; each round also times hellos paced (each once the pool is full
+  again), the same round's baseline for the back-to-back p50.
 
 It prints every figure and the ratios API/bare with the targets of issues 4 and 20.
 Loopback only; bounded in count and time.
@@ -85,6 +86,7 @@ CSV_DIR = Path(tempfile.mkdtemp(prefix="pyexec-bench-"))  # the bare side's cwd
 FONT_CACHE_DIR = Path("/opt/pyexec/sandbox/share/matplotlib")
 BARE_ENV = {**os.environ, "MPLBACKEND": "Agg", "MPLCONFIGDIR": str(CSV_DIR / "matplotlib")}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PACED_PER_ROUND = 15  # paced hellos in each round of the cost figures
 TARGETS = {  # name -> (kind of ratio, bound); from issues 4 and 16
     "latency hello": ("<=", 0.5),
     "latency pandas": ("<=", 0.05),
@@ -238,7 +240,7 @@ def main() -> int:
             rates[f"api {name}"] = burst(partial(api_call, port, name), args.burst, args.in_flight)
             rates[f"bare {name}"] = burst(partial(bare_call, name), args.burst, args.in_flight)
         wait_pool_full(port, pool_size)
-        costs = steady_costs(port, server.process.pid, args.steady, args.steady_rounds)
+        costs = steady_costs(port, server.process.pid, pool_size, args.steady, args.steady_rounds)
         busy_rss = rss_mib(server.process.pid)
 
     print(f"machine: {os.cpu_count()} CPUs, {sys.platform}; pool {pool_size}")
@@ -256,9 +258,7 @@ def main() -> int:
     for key, value in rates.items():
         print(f"  {key:12s} {value:7.1f}/s")
     missed = print_ratios(latencies, rates)
-    missed += print_costs(
-        costs, args.steady, args.steady_rounds, statistics.median(latencies["api hello"])
-    )
+    missed += print_costs(costs, args.steady, args.steady_rounds)
     return 1 if missed else 0
 
 
@@ -286,9 +286,13 @@ class Cost:
     machine_ms: list[float] = field(default_factory=list)  # per request, each round
     worker_ms: list[float] = field(default_factory=list)  # the API's only
     wall: list[float] = field(default_factory=list)  # seconds, every request
+    # The API's only, each round: back-to-back p50 over paced p50 (seconds), where a
+    # paced request starts once the pool is full again, as in the latency rounds.
+    paced_p50: list[float] = field(default_factory=list)
+    b2b_ratio: list[float] = field(default_factory=list)
 
 
-def print_costs(costs: dict[str, Cost], count: int, rounds: int, paced_p50: float) -> int:
+def print_costs(costs: dict[str, Cost], count: int, rounds: int) -> int:
     """The steady-state figures, and issue 20's targets; how many were missed."""
     print(f"\ncost per request, {rounds} rounds of {count} back to back after warm-up (issue 20)")
     print("  (machine CPU from /proc/stat: refills, teardown and the kernel included;")
@@ -309,12 +313,15 @@ def print_costs(costs: dict[str, Cost], count: int, rounds: int, paced_p50: floa
     cpu_ratio = statistics.median(
         a / b for a, b in zip(api.machine_ms, bare.machine_ms, strict=True)
     )
-    wall_ratio = statistics.median(api.wall) / paced_p50
-    print(f"  (paced hello p50, from the latency rounds: {1000 * paced_p50:.1f} ms)")
+    paced = 1000 * statistics.median(api.paced_p50)
+    print(
+        f"  (paced hello p50 {paced:.1f} ms: {PACED_PER_ROUND} in each round, each once "
+        "the pool is full again)"
+    )
     return (
         report("api CPU / bare -S", cpu_ratio)
         + report("worker ms", statistics.median(api.worker_ms))
-        + report("b2b p50 / paced", wall_ratio)
+        + report("b2b p50 / paced", statistics.median(api.b2b_ratio))
     )
 
 
@@ -331,12 +338,15 @@ def worker_cpu_seconds(master: int) -> float:
     return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def steady_costs(port: int, master: int, count: int, rounds: int) -> dict[str, Cost]:
+def steady_costs(
+    port: int, master: int, sizes: dict[str, int], count: int, rounds: int
+) -> dict[str, Cost]:
     """Machine CPU and wall per request, back to back, for the API's hello and for a
     bare ``python -S -c pass`` and ``python -c pass`` (the jail's interpreter): what
     an instance spends under steady load, refills included. The three alternate in
     ``rounds`` rounds of ``count`` each, so that the machine's noise (which moves
-    every figure by a fifth from one minute to the next) hits all three alike."""
+    every figure by a fifth from one minute to the next) hits all three alike; each
+    round also times PACED_PER_ROUND paced hellos, the back-to-back p50's baseline."""
     ticks = os.sysconf("SC_CLK_TCK")
     actions: list[tuple[str, Callable[[], None], bool]] = [
         ("api hello", lambda: api_call(port, "hello"), True),
@@ -355,7 +365,16 @@ def steady_costs(port: int, master: int, count: int, rounds: int) -> dict[str, C
             cost.machine_ms.append(1000 * (machine_cpu_ticks() - machine_before) / ticks / count)
             if is_api:
                 cost.worker_ms.append(1000 * (worker_cpu_seconds(master) - worker_before) / count)
+                paced = [_paced(port, sizes) for _ in range(PACED_PER_ROUND)]
+                cost.paced_p50.append(statistics.median(paced))
+                b2b_p50 = statistics.median(cost.wall[-count:])
+                cost.b2b_ratio.append(b2b_p50 / cost.paced_p50[-1])
     return costs
+
+
+def _paced(port: int, sizes: dict[str, int]) -> float:
+    wait_pool_full(port, sizes)
+    return timed(lambda: api_call(port, "hello"))
 
 
 def _bare(argv: list[str]) -> None:
