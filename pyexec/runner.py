@@ -641,16 +641,49 @@ def _json_string(text: str) -> str:
 
 def _string_encoder() -> Callable[[str], str]:
     """_json's encoder, imported on first need from the standard library's own
-    directories: the script's working directory may hold a _json.py."""
+    directories: the script's working directory may hold a _json.py. If it cannot be
+    loaded (the script holds every fd it may open, say), the same escapes are
+    written in Python: slower, but the script's own answer still goes out."""
     if not STRING_ENCODER:
         saved = sys.path
         sys.path = list(STDLIB_PATH)
         try:
             import _json
+
+            STRING_ENCODER.append(_json.encode_basestring_ascii)
+        except Exception:  # ImportError, MemoryError: the report goes out all the same
+            STRING_ENCODER.append(_escaped_in_python)
         finally:
             sys.path = saved
-        STRING_ENCODER.append(_json.encode_basestring_ascii)
     return STRING_ENCODER[0]
+
+
+SHORT_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\b": "\\b",
+    "\f": "\\f",
+}
+
+
+def _escaped_in_python(text: str) -> str:
+    """What _json.encode_basestring_ascii writes, in Python."""
+    parts = []
+    for char in text:
+        code = ord(char)
+        if 0x20 <= code < 0x7F and char not in SHORT_ESCAPES:
+            parts.append(char)
+        elif char in SHORT_ESCAPES:
+            parts.append(SHORT_ESCAPES[char])
+        elif code < 0x10000:
+            parts.append(f"\\u{code:04x}")
+        else:
+            code -= 0x10000
+            parts.append(f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}")
+    return '"' + "".join(parts) + '"'
 
 
 def _dump(value: Any) -> str:

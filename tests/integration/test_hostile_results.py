@@ -24,6 +24,14 @@ def test_lone_surrogates_in_the_result_and_output(api: Api, app_client: FlaskCli
     assert (status, body["kind"]) == (400, "exception")
 
 
+def test_a_script_that_holds_every_fd_still_gets_its_result(api: Api) -> None:
+    # Its result needs escapes, which the runner writes without loading _json when
+    # no fd is left to load it with.
+    status, body = api.run_file("hold_every_fd")
+    assert status == 200, body
+    assert body["result"] == {"held": True, "text": "line one\nline two \u00e9 \U0001f600"}
+
+
 def test_deeply_nested_body_is_invalid_json_not_a_500(api: Api) -> None:
     status, body = api.post(data="[" * 200_000, content_type="application/json")
     assert (status, body["kind"]) == (400, "invalid_json")

@@ -513,6 +513,23 @@ def test_json_strings_are_what_the_c_encoder_writes(text: str) -> None:
     assert runner._json_string(text) == _json.encode_basestring_ascii(text)
 
 
+def test_the_python_escapes_are_the_c_encoder_s() -> None:
+    import _json
+
+    every_kind = "".join(chr(code) for code in range(0x300)) + "\u2603\ud800\udfff\U0001f600"
+    assert runner._escaped_in_python(every_kind) == _json.encode_basestring_ascii(every_kind)
+
+
+def test_strings_are_still_encoded_when_json_cannot_be_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "_json", None)  # importing it raises ImportError
+    monkeypatch.setattr(runner, "STRING_ENCODER", [])
+    assert runner._json_string("tab\t\u00e9") == '"tab\\t\\u00e9"'
+    (encoder,) = runner.STRING_ENCODER
+    assert encoder is runner._escaped_in_python
+
+
 def test_the_c_encoder_comes_from_the_stdlib_not_a_json_py_beside_the_script(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
