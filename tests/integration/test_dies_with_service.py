@@ -70,6 +70,8 @@ def test_killing_the_serving_process_kills_the_jail_of_a_running_script(
 ) -> None:
     if not os.access(nsjail, os.X_OK):
         pytest.skip(f"{nsjail} is not installed (make setup builds it)")
+    if nsjail != str(BUILT_NSJAIL) and not SETPRIV_PREFIX:
+        pytest.skip("no setpriv here: the start-up log says dies_with_service false for it")
     assert launch_prefix(nsjail) == prefix
     server = live_server(PYEXEC_NSJAIL=nsjail, PYEXEC_TIMEOUT="60", PYEXEC_POOL_SIZE="1")
     (worker,) = _children(server.process.pid)
