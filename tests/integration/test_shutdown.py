@@ -19,6 +19,7 @@ from pyexec.answers import Outcome
 from pyexec.api import Service
 from pyexec.cgroups import CGROUP_ROOT, CONTROLLERS
 from pyexec.pool import RUNNING_NICE
+from tests.integration.host import children
 from tests.live_server import LiveServer
 from tests.support import call, script, wait_healthy, wait_until
 
@@ -65,7 +66,7 @@ class JailWatch:
             pid = int(line.split(None, 1)[0])
             if self.marker in line:
                 found.append(line[:80])
-                self.jailed.update(_children(pid))
+                self.jailed.update(children(pid))
             elif pid in self.jailed:
                 found.append(line[:80])
         return found
@@ -81,14 +82,6 @@ class JailWatch:
         while (left := self.processes()) and time.monotonic() < deadline:
             time.sleep(0.1)
         return left
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            return [int(child) for child in handle.read().split()]
-    except OSError:
-        return []
 
 
 def _niceness(pid: int) -> int | None:
