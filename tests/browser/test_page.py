@@ -9,6 +9,8 @@ origin for anything and broke no rule of its CSP (tests/browser/conftest.py).
 from __future__ import annotations
 
 import base64
+import http.client
+import json
 import struct
 import threading
 import time
@@ -404,11 +406,37 @@ def hold_the_only_slot(server: LiveServer, seconds: float) -> threading.Thread:
     }
     probe = {"script": "def main():\n    return 1\n"}
     for _attempt in range(20):
-        thread = threading.Thread(target=post, args=(server.base, sleeper), daemon=True)
+        sent = threading.Event()
+        thread = threading.Thread(
+            target=_post_then_wait, args=(server, sleeper, sent), daemon=True
+        )
         thread.start()
+        # A probe sent before the sleeper's request is in would take the slot itself
+        # (and, being torn down, refuse the next sleeper too): it waits until the
+        # sleeper's request is sent, and a little for it to be admitted.
+        sent.wait(10)
+        time.sleep(0.2)
         if _holds_the_slot(server, thread, probe):
             return thread
     raise AssertionError("the sleeper never got the slot")
+
+
+def _post_then_wait(server: LiveServer, body: dict[str, Any], sent: threading.Event) -> None:
+    """POST ``body`` with the API key, set ``sent`` once the request is out, then wait
+    for the answer."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=90)
+    try:
+        connection.request(
+            "POST",
+            "/execute",
+            body=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "X-API-Key": API_KEY},
+        )
+        sent.set()
+        connection.getresponse().read()
+    finally:
+        sent.set()
+        connection.close()
 
 
 def _holds_the_slot(server: LiveServer, thread: threading.Thread, probe: dict[str, Any]) -> bool:
