@@ -227,10 +227,7 @@ def main() -> int:
         latencies: dict[str, list[float]] = {}
         for _ in range(args.rounds):
             for name in SCRIPTS:
-                wait_pool_full(port, pool_size)
-                latencies.setdefault(f"api {name}", []).append(
-                    timed(lambda n=name: api_call(port, n))  # type: ignore[misc]
-                )
+                latencies.setdefault(f"api {name}", []).append(paced(port, pool_size, name))
                 latencies.setdefault(f"bare {name}", []).append(
                     timed(lambda n=name: bare_call(n))  # type: ignore[misc]
                 )
@@ -313,9 +310,9 @@ def print_costs(costs: dict[str, Cost], count: int, rounds: int) -> int:
     cpu_ratio = statistics.median(
         a / b for a, b in zip(api.machine_ms, bare.machine_ms, strict=True)
     )
-    paced = 1000 * statistics.median(api.paced_p50)
+    paced_ms = 1000 * statistics.median(api.paced_p50)
     print(
-        f"  (paced hello p50 {paced:.1f} ms: {PACED_PER_ROUND} in each round, each once "
+        f"  (paced hello p50 {paced_ms:.1f} ms: {PACED_PER_ROUND} in each round, each once "
         "the pool is full again)"
     )
     return (
@@ -365,16 +362,17 @@ def steady_costs(
             cost.machine_ms.append(1000 * (machine_cpu_ticks() - machine_before) / ticks / count)
             if is_api:
                 cost.worker_ms.append(1000 * (worker_cpu_seconds(master) - worker_before) / count)
-                paced = [_paced(port, sizes) for _ in range(PACED_PER_ROUND)]
-                cost.paced_p50.append(statistics.median(paced))
+                samples = [paced(port, sizes, "hello") for _ in range(PACED_PER_ROUND)]
+                cost.paced_p50.append(statistics.median(samples))
                 b2b_p50 = statistics.median(cost.wall[-count:])
                 cost.b2b_ratio.append(b2b_p50 / cost.paced_p50[-1])
     return costs
 
 
-def _paced(port: int, sizes: dict[str, int]) -> float:
+def paced(port: int, sizes: dict[str, int], name: str) -> float:
+    """Seconds of one API call of script ``name``, started once the pool is full."""
     wait_pool_full(port, sizes)
-    return timed(lambda: api_call(port, "hello"))
+    return timed(lambda: api_call(port, name))
 
 
 def _bare(argv: list[str]) -> None:
