@@ -674,10 +674,10 @@ def _escaped_in_python(text: str) -> str:
     parts = []
     for char in text:
         code = ord(char)
-        if 0x20 <= code < 0x7F and char not in SHORT_ESCAPES:
-            parts.append(char)
-        elif char in SHORT_ESCAPES:
+        if char in SHORT_ESCAPES:
             parts.append(SHORT_ESCAPES[char])
+        elif 0x20 <= code < 0x7F:
+            parts.append(char)
         elif code < 0x10000:
             parts.append(f"\\u{code:04x}")
         else:
