@@ -28,6 +28,10 @@ NORMAL = ("hello", "pandas")
 # The quick attacks first, so that a short load still sends every kind.
 ATTACKS = ("fork_bomb", "stdout_flood", "cpu_hog", "memory_bomb")
 OVERLOADED_PAUSE_SECONDS = 0.25
+# After the load's end, how long a client whose last answer was `overloaded` keeps
+# sending that request again: an attack refused for want of a slot has not been
+# answered yet, and the slots free up once the other clients stop.
+RETRY_AFTER_END_SECONDS = 60.0
 
 
 def _clients(forkers: bool) -> list[tuple[str, tuple[str, ...]]]:
@@ -45,7 +49,8 @@ Record = tuple[str, str, str, int, bool, float]
 
 def run(duration: float, forkers: bool) -> dict[str, Any]:
     """Every client loops until ``duration`` has passed, then finishes the request
-    it is in (each has at most 120 s). Forkers only on hosts without cgroups.
+    it is in (each has at most 120 s; one answered `overloaded` is sent again for up
+    to RETRY_AFTER_END_SECONDS more). Forkers only on hosts without cgroups.
     Returns the figures ``summarise`` makes."""
     deadline = time.monotonic() + duration
     records: list[Record] = []
@@ -54,7 +59,10 @@ def run(duration: float, forkers: bool) -> dict[str, Any]:
 
     def client(name: str, rotation: tuple[str, ...]) -> None:
         turn = 0
-        while time.monotonic() < deadline:
+        retrying = False
+        while time.monotonic() < deadline or (
+            retrying and time.monotonic() < deadline + RETRY_AFTER_END_SECONDS
+        ):
             request = catalog.make(
                 rotation[turn % len(rotation)], f"{name}-{turn}-{secrets.token_hex(4)}"
             )
@@ -70,9 +78,10 @@ def run(duration: float, forkers: bool) -> dict[str, Any]:
                     wrong[request.name, label] = (
                         f"{name} {request.name} ({took:.1f} s): {catalog.describe(answer)}"
                     )
-            if label == "overloaded":
+            retrying = label == "overloaded"
+            if retrying:
                 time.sleep(OVERLOADED_PAUSE_SECONDS)
-                continue  # the same request again: every attack gets its turn
+                continue  # the same request again, even after the end: every attack gets its turn
             turn += 1
             if not status:
                 time.sleep(1)  # no answer (the service may be gone): count, do not spin
@@ -82,7 +91,7 @@ def run(duration: float, forkers: bool) -> dict[str, Any]:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=duration + 180)
+        thread.join(timeout=duration + RETRY_AFTER_END_SECONDS + 125)
     figures = summarise(records)
     figures["wrong_answers"] = list(wrong.values())
     figures["seconds"] = round(time.monotonic() - started, 1)
