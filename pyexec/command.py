@@ -4,7 +4,8 @@ Pure but for the runner's compiled code, which the jail's interpreter makes once
 process (pyexec/runner_code.py). The jail's shape (namespaces, mounts, seccomp,
 environment) is ``nsjail.cfg``; this adds only per-run values: the rlimits and cgroup
 limits, the fds nsjail passes through, nsjail's own backstop time limit and the runner
-command.
+command; and, for an nsjail that does not deny x32 system calls itself, the x32 part
+of the seccomp policy.
 """
 
 from __future__ import annotations
@@ -15,12 +16,34 @@ from pyexec.cgroups import CgroupSupport
 from pyexec.jail_ids import mapping_args
 from pyexec.runner_code import runner_launch
 from pyexec.settings import Settings
+from pyexec.spawn import denies_x32_itself
 
 # Extra CPU seconds a jail may spend before its script arrives (imports).
 STARTUP_CPU_SECONDS = 60
 # -I: isolated (no environment, no user site); -S: no site (the runner does the
 # parts that matter); -B: no bytecode writes (read-only fs); -u: unbuffered output.
 PYTHON_FLAGS = ("-I", "-S", "-B", "-u")
+# The x32 ABI numbers the same syscalls with bit 30 set (0x40000000 | nr) and passes
+# the filter's architecture check, so nsjail.cfg's denylist does not reach them. The
+# nsjail that scripts/build_nsjail.sh builds denies them all itself
+# (scripts/nsjail_x32.c); any other gets this policy: the whole x32 table, 0 to 547
+# (the x32-only entries end at 547; past it the kernel answers ENOSYS), EPERM like
+# the rest of the denylist. kafel has no ranges, so each number is an entry, and
+# nsjail compiles them at every start (~0.6 ms of CPU per jail).
+X32_TABLE_SIZE = 548
+X32_POLICY = (
+    "ERRNO(1) { "
+    + ", ".join(f"SYSCALL[{0x40000000 | nr:#x}]" for nr in range(X32_TABLE_SIZE))
+    + " }"
+)
+
+
+def x32_policy_args(nsjail_path: str) -> tuple[str, ...]:
+    """What this nsjail needs on its command line for x32 system calls to be denied:
+    nothing when it denies them itself, else X32_POLICY, which nsjail adds to
+    nsjail.cfg's ``seccomp_string`` lines. The service's self-test proves the result
+    in a real jail (an x32 getpid must meet EPERM) before any script runs."""
+    return () if denies_x32_itself(nsjail_path) else ("--seccomp_string", X32_POLICY)
 
 
 @dataclass(frozen=True)
@@ -103,6 +126,7 @@ def nsjail_argv(
         settings.nsjail_path,
         "--config",
         settings.nsjail_config,
+        *x32_policy_args(settings.nsjail_path),
         "--log_fd",
         str(fds.log_w),
         "--pass_fd",

@@ -39,8 +39,9 @@ from pyexec.spawn import REAPER, dies_with_service, lower_own_oom_score
 log = logging.getLogger("pyexec")
 
 # A real run that also proves the seccomp filter covers the x32 ABI: an x32 getpid
-# must meet the filter's EPERM (a kernel without x32 would say ENOSYS, and a filter
-# without the x32 block would let it through).
+# must meet EPERM (a kernel without x32 would say ENOSYS, and one with it would run
+# the call, if neither the built nsjail's own filter, scripts/nsjail_x32.c, nor the
+# policy pyexec.command.X32_POLICY stopped it).
 # It also reads what a script gets (the Python version and the installed packages)
 # for GET /runtime, from the jail itself rather than from the service's own view.
 SELF_TEST_SCRIPT = """\

@@ -36,7 +36,8 @@ DIAGNOSES = (
     (
         (("x32",),),
         "the jail's seccomp filter does not stop x32 system calls on this kernel, so "
-        "its denylist could be bypassed; check the x32 block in nsjail.cfg.",
+        "its denylist could be bypassed. The nsjail that `make setup` and the image "
+        "build denies them itself: rebuild it, or set PYEXEC_NSJAIL to it.",
     ),
     (
         (

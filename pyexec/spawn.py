@@ -31,6 +31,11 @@ REAPER_THREADS = 64
 # under util-linux's setpriv, present on every Debian-based image, at the cost of
 # one more exec per jail (~1 ms of CPU).
 PDEATHSIG_MARKER = b"pyexec-nsjail: PR_SET_PDEATHSIG=SIGKILL set before main"
+# The same nsjail denies every x32 system call to itself and all it starts, by a
+# seccomp filter it installs before its main() (scripts/nsjail_x32.c), and holds
+# this marker; any other nsjail gets the x32 table in its policy on its command
+# line (pyexec.command.x32_policy_args).
+X32_MARKER = b"pyexec-nsjail: x32 system calls denied (EPERM) before main"
 _SETPRIV = shutil.which("setpriv")
 SETPRIV_PREFIX: tuple[str, ...] = (_SETPRIV, "--pdeathsig", "KILL") if _SETPRIV else ()
 # The kernel's OOM killer takes jails first: nsjail and the jail's init get
@@ -43,18 +48,35 @@ SERVICE_OOM_SCORE_ADJ = -500
 
 
 @functools.cache
-def sets_own_death_signal(nsjail_path: str) -> bool:
-    """Whether this nsjail binary gives itself PR_SET_PDEATHSIG (it holds
-    PDEATHSIG_MARKER); False when it cannot be read. Read once per path."""
+def _holds(nsjail_path: str, marker: bytes) -> bool:
+    """Whether this nsjail binary holds ``marker`` (one of our constructors'); False
+    when it cannot be read. Read once per path and marker."""
     path = shutil.which(nsjail_path) or nsjail_path
     try:
         with (
             open(path, "rb") as binary,
             mmap.mmap(binary.fileno(), 0, access=mmap.ACCESS_READ) as data,
         ):
-            return data.find(PDEATHSIG_MARKER) >= 0
+            return data.find(marker) >= 0
     except (OSError, ValueError):  # missing, unreadable, empty
         return False
+
+
+def forget_binaries() -> None:
+    """Read each nsjail binary afresh next time (tests that rewrite one in place)."""
+    _holds.cache_clear()
+
+
+def sets_own_death_signal(nsjail_path: str) -> bool:
+    """Whether this nsjail binary gives itself PR_SET_PDEATHSIG (PDEATHSIG_MARKER)."""
+    return _holds(nsjail_path, PDEATHSIG_MARKER)
+
+
+def denies_x32_itself(nsjail_path: str) -> bool:
+    """Whether this nsjail binary denies x32 system calls to every jail by a filter
+    of its own (X32_MARKER). The service's self-test proves it in a real jail either
+    way: a binary that holds the marker but not the filter is refused."""
+    return _holds(nsjail_path, X32_MARKER)
 
 
 def launch_prefix(nsjail_path: str) -> tuple[str, ...]:

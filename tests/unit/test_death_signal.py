@@ -1,7 +1,8 @@
-"""pyexec.spawn's choice of how nsjail dies with the service: by its own death signal
-when the binary holds the constructor scripts/nsjail_pdeathsig.c builds into it,
-else under setpriv. (tests/integration/test_dies_with_service.py kills a real
-service under both.)"""
+"""pyexec.spawn's reading of the nsjail binary: by its own death signal when it holds
+the constructor scripts/nsjail_pdeathsig.c builds into it, else under setpriv; and
+whether it denies x32 system calls itself (scripts/nsjail_x32.c). (tests/integration/
+test_dies_with_service.py kills a real service under both binaries;
+test_sandbox_unavailable.py refuses a binary that claims the x32 filter falsely.)"""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tests.support import PROJECT_DIR
 def _binary(tmp_path: Path, content: bytes) -> str:
     path = tmp_path / "nsjail"
     path.write_bytes(content)
-    spawn.sets_own_death_signal.cache_clear()
+    spawn.forget_binaries()
     return str(path)
 
 
@@ -41,3 +42,17 @@ def test_any_other_nsjail_starts_under_setpriv(tmp_path: Path) -> None:
 def test_an_unreadable_or_empty_nsjail_counts_as_one_without_it(tmp_path: Path) -> None:
     assert not spawn.sets_own_death_signal(str(tmp_path / "missing"))
     assert spawn.launch_prefix(_binary(tmp_path, b"")) == spawn.SETPRIV_PREFIX
+
+
+def test_the_x32_marker_is_the_c_constructor_s_own_string() -> None:
+    source = (PROJECT_DIR / "scripts/nsjail_x32.c").read_text()
+    assert f'"{spawn.X32_MARKER.decode()}";' in source
+
+
+def test_each_constructor_is_recognised_by_its_own_marker(tmp_path: Path) -> None:
+    only_x32 = _binary(tmp_path, b"\x7fELF..." + spawn.X32_MARKER + b"\0...")
+    assert spawn.denies_x32_itself(only_x32)
+    assert not spawn.sets_own_death_signal(only_x32)
+    both = _binary(tmp_path, b"\x7fELF" + spawn.PDEATHSIG_MARKER + b"\0" + spawn.X32_MARKER)
+    assert spawn.denies_x32_itself(both)
+    assert spawn.sets_own_death_signal(both)

@@ -3,7 +3,6 @@ variants of it)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -72,17 +71,6 @@ def test_the_jail_uid_is_the_uidmaps_outside_id(text: str, uid: int | None) -> N
 
 def test_an_empty_config_states_no_isolation() -> None:
     assert read_isolation_facts("") == IsolationFacts(namespaces=(), jail_uid=None, seccomp=False)
-
-
-def x32_denied_numbers(text: str) -> set[int]:
-    """The syscall numbers in the nsjail.cfg block that follows its x32 comment."""
-    block = text[text.index("# The x32 ABI") :]
-    block = block[: block.index('seccomp_string: "}"')]
-    return {int(number, 16) for number in re.findall(r"SYSCALL\[(0x[0-9a-f]+)\]", block)}
-
-
-def test_the_x32_block_denies_every_number_the_x32_table_can_use() -> None:
-    assert x32_denied_numbers(real_config()) == set(range(0x40000000, 0x40000224))
 
 
 def test_the_denylist_covers_the_counters_charged_to_host_root_and_the_newer_calls() -> None:
