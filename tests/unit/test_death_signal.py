@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from pyexec import spawn
 from tests.support import PROJECT_DIR
 
@@ -19,9 +21,15 @@ def _binary(tmp_path: Path, content: bytes) -> str:
     return str(path)
 
 
-def test_the_marker_is_the_c_constructor_s_own_string() -> None:
-    source = (PROJECT_DIR / "scripts/nsjail_pdeathsig.c").read_text()
-    assert f'"{spawn.PDEATHSIG_MARKER.decode()}";' in source
+@pytest.mark.parametrize(
+    ("source", "marker"),
+    [
+        ("scripts/nsjail_pdeathsig.c", spawn.PDEATHSIG_MARKER),
+        ("scripts/nsjail_x32.c", spawn.X32_MARKER),
+    ],
+)
+def test_each_marker_is_its_c_constructor_s_own_string(source: str, marker: bytes) -> None:
+    assert f'"{marker.decode()}";' in (PROJECT_DIR / source).read_text()
 
 
 def test_an_nsjail_with_the_marker_starts_without_setpriv(tmp_path: Path) -> None:
@@ -42,11 +50,6 @@ def test_any_other_nsjail_starts_under_setpriv(tmp_path: Path) -> None:
 def test_an_unreadable_or_empty_nsjail_counts_as_one_without_it(tmp_path: Path) -> None:
     assert not spawn.sets_own_death_signal(str(tmp_path / "missing"))
     assert spawn.launch_prefix(_binary(tmp_path, b"")) == spawn.SETPRIV_PREFIX
-
-
-def test_the_x32_marker_is_the_c_constructor_s_own_string() -> None:
-    source = (PROJECT_DIR / "scripts/nsjail_x32.c").read_text()
-    assert f'"{spawn.X32_MARKER.decode()}";' in source
 
 
 def test_each_constructor_is_recognised_by_its_own_marker(tmp_path: Path) -> None:
