@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pyexec.kernelfiles import read_kernel_file
+from pyexec.kernelfiles import read_kernel_file, write_kernel_file
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 SELF_CGROUP = Path("/proc/self/cgroup")
@@ -94,8 +94,12 @@ class CgroupSupport:
         return [parent / f"NSJAIL.{pid}" for parent in self.parents]
 
     def _memory_dir(self, pid: int) -> Path | None:
-        dirs = self.jail_dirs(pid)
-        return dirs[0] if dirs else None
+        return self.parents[0] / f"NSJAIL.{pid}" if self.parents else None
+
+    def leaves_jail_dirs(self, pid: int) -> bool:
+        """Whether any of the jail's cgroup directories still exists (nsjail removes
+        them as it exits, but cannot after an OOM kill or when it is killed)."""
+        return any(os.path.exists(f"{parent}/NSJAIL.{pid}") for parent in self.parents)
 
     def memory_peak(self, pid: int) -> int | None:
         """Peak memory bytes of the jail's own cgroup while it exists: a figure the
@@ -123,8 +127,9 @@ class CgroupSupport:
             return None
         directory = self.cpuacct / f"JAIL.{pid}"
         try:
-            directory.mkdir(exist_ok=True)
-            (directory / "cgroup.procs").write_text(str(pid))
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(directory)
+            write_kernel_file(directory / "cgroup.procs", str(pid))
         except OSError:
             return None
         return directory / "cpuacct.usage"

@@ -288,6 +288,20 @@ def log_refusal(outcome: Outcome, exc: BaseException, request_id: str) -> None:
     )
 
 
+def closed_by_peer(sock: socket.socket) -> bool:
+    """Whether the peer has closed (or reset) this non-blocking socket and left
+    nothing to read. Looks without taking anything: False when bytes are waiting,
+    when nothing is there yet, or when the socket cannot be peeked at (TLS)."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except ValueError:  # an ssl.SSLSocket takes no flags
+        return False
+    except OSError:  # reset by the peer: nothing more will come
+        return True
+
+
 class JsonThreadWorker(ThreadWorker):  # type: ignore[misc]
     """gunicorn's gthread worker whose own error answers are JSON of the error schema,
     and whose request heads must arrive within a deadline.
@@ -301,6 +315,23 @@ class JsonThreadWorker(ThreadWorker):  # type: ignore[misc]
     """
 
     head_seconds: float = 10.0
+
+    def on_client_socket_readable(self, conn: Any, client: socket.socket) -> None:
+        """A kept-alive connection woke the main loop: when the client has closed it
+        (what curl and most one-shot clients do after their answer), close it here.
+
+        gthread would hand it to a worker thread, whose parser then meets the end of
+        the stream and hands it back to be closed: two thread hops and a head
+        deadline for nothing, on every such connection (issue 20). A connection
+        with bytes to read, or one that cannot be peeked at (TLS), goes on to gthread.
+        """
+        if closed_by_peer(client):
+            self.poller.unregister(client)
+            self.keepalived_conns.remove(conn)
+            self.nr_conns -= 1
+            conn.close()
+            return
+        super().on_client_socket_readable(conn, client)
 
     def init_process(self) -> None:
         """Read the head deadline from the settings, in the worker process."""

@@ -509,7 +509,7 @@ class Jail:
         # without another thread (the reaper retries what the kernel still holds).
         if not self.cgroups.untrack_cpu(pid, patiently=False):
             REAPER.call(functools.partial(self.cgroups.untrack_cpu, pid))
-        if any(directory.exists() for directory in self.cgroups.jail_dirs(pid)):
+        if self.cgroups.leaves_jail_dirs(pid):
             # Memory is uncharged asynchronously after an OOM kill: keep trying.
             REAPER.call(functools.partial(self.cgroups.remove_jail, pid))
 

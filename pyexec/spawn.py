@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from pyexec.kernelfiles import write_kernel_file
+
 log = logging.getLogger("pyexec")
 # Teardowns that may run at once (pyexec.spawn.Reaper).
 REAPER_THREADS = 64
@@ -109,8 +111,7 @@ def dies_with_service(nsjail_path: str) -> bool:
 
 def _set_oom_score_adj(pid: int | str, value: int) -> bool:
     try:
-        with open(f"/proc/{pid}/oom_score_adj", "w", encoding="ascii") as handle:
-            handle.write(str(value))
+        write_kernel_file(f"/proc/{pid}/oom_score_adj", str(value))
     except OSError:
         return False
     return True

@@ -13,8 +13,11 @@ import inspect
 import json
 import logging
 import runpy
+import selectors
 import socket
 import ssl
+import struct
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ from gunicorn import util  # type: ignore[import-untyped]
 from gunicorn.config import Config  # type: ignore[import-untyped]
 from gunicorn.http import errors  # type: ignore[import-untyped]
 from gunicorn.workers.base import Worker  # type: ignore[import-untyped]
-from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped]
+from gunicorn.workers.gthread import TConn, ThreadWorker  # type: ignore[import-untyped]
 
 from pyexec import answers
 from pyexec.gunicorn_worker import (
@@ -31,6 +34,7 @@ from pyexec.gunicorn_worker import (
     JsonThreadWorker,
     Limits,
     answer_for,
+    closed_by_peer,
     to_http,
 )
 from pyexec.schemas import load_schema, validator
@@ -387,3 +391,101 @@ def test_gunicorn_conf_selects_this_worker_a_gthread_worker() -> None:
     worker_class = util.load_class(namespace["worker_class"])
     assert worker_class is JsonThreadWorker
     assert issubclass(worker_class, ThreadWorker)
+
+
+def tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """A real loopback TCP connection: (the server's end, non-blocking as gthread
+    leaves a kept-alive one, and the client's)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    server.setblocking(False)
+    return server, client
+
+
+def reset(client: socket.socket) -> None:
+    """Close with SO_LINGER 0, so that the peer gets a TCP reset, not a FIN."""
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
+
+
+def test_closed_by_peer_tells_an_ended_connection_from_a_live_one() -> None:
+    server, client = tcp_pair()
+    with server, client:
+        assert not closed_by_peer(server)  # nothing sent yet
+        client.sendall(b"GET / HTTP/1.1\r\n")
+        client.shutdown(socket.SHUT_WR)  # a request, then the end: bytes come first
+        assert wait_readable(server)
+        assert not closed_by_peer(server)
+        assert server.recv(100) == b"GET / HTTP/1.1\r\n"  # peeking took nothing
+        assert closed_by_peer(server)
+    server, client = tcp_pair()
+    with server:
+        reset(client)
+        assert wait_readable(server)
+        assert closed_by_peer(server)
+
+
+def test_closed_by_peer_is_false_for_a_socket_that_takes_no_flags() -> None:
+    server, client = socket.socketpair()
+    with server, client:
+        context = ssl.create_default_context()
+        wrapped = context.wrap_socket(server, do_handshake_on_connect=False, server_hostname="x")
+        with wrapped:
+            assert not closed_by_peer(wrapped)
+
+
+def wait_readable(sock: socket.socket) -> bool:
+    with selectors.DefaultSelector() as selector:
+        selector.register(sock, selectors.EVENT_READ)
+        return bool(selector.select(timeout=10))
+
+
+class KeptAlive:
+    """A bare worker with one kept-alive connection registered in its poller, as
+    gthread's finish_request leaves it; records what it hands to worker threads."""
+
+    def __init__(self) -> None:
+        self.server, self.client = tcp_pair()
+        self.worker = bare_worker()
+        self.worker.poller = selectors.DefaultSelector()
+        self.worker.nr_conns = 1
+        self.conn = TConn(self.worker.cfg, self.server, ("127.0.0.1", 1), ("127.0.0.1", 2))
+        self.worker.keepalived_conns = deque([self.conn])
+        self.worker.poller.register(self.server, selectors.EVENT_READ)
+        self.enqueued: list[Any] = []
+        self.worker.enqueue_req = self.enqueued.append
+
+    def wake(self) -> None:
+        assert wait_readable(self.server)
+        self.worker.on_client_socket_readable(self.conn, self.server)
+
+
+@pytest.mark.parametrize("ending", ["close", "reset"])
+def test_a_kept_alive_connection_the_client_ended_is_closed_in_the_main_loop(
+    ending: str,
+) -> None:
+    kept = KeptAlive()
+    with kept.server:
+        if ending == "close":
+            kept.client.close()
+        else:
+            reset(kept.client)
+        kept.wake()
+        assert kept.enqueued == []  # no worker thread was woken for it
+        assert kept.worker.nr_conns == 0
+        assert not kept.worker.keepalived_conns
+        assert kept.worker.poller.get_map() == {}
+        assert kept.server.fileno() == -1  # closed
+
+
+def test_a_kept_alive_connection_with_a_request_goes_to_a_worker_thread() -> None:
+    kept = KeptAlive()
+    with kept.client, kept.server:
+        kept.client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        kept.wake()
+        assert kept.enqueued == [kept.conn]
+        assert kept.worker.nr_conns == 1  # still open, now the thread's
+        assert not kept.worker.keepalived_conns
+        assert kept.worker.poller.get_map() == {}
+        assert kept.server.recv(4, socket.MSG_PEEK) == b"GET "  # nothing was taken

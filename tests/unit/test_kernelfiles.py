@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pyexec.kernelfiles import read_kernel_file
+from pyexec.kernelfiles import read_kernel_file, write_kernel_file
 
 
 @pytest.mark.parametrize("path", ["/proc/self/limits", "/proc/self/stat", "/proc/meminfo"])
@@ -26,3 +26,19 @@ def test_a_file_longer_than_one_read_comes_whole(tmp_path: Path) -> None:
 def test_a_missing_file_raises_as_open_would(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         read_kernel_file(tmp_path / "absent")
+
+
+def test_a_written_file_holds_exactly_the_text(tmp_path: Path) -> None:
+    target = tmp_path / "value"
+    target.write_text("a longer old value\n")
+    write_kernel_file(target, "1000")
+    assert target.read_text() == "1000"
+    write_kernel_file(tmp_path / "new", "42")
+    assert (tmp_path / "new").read_text() == "42"
+
+
+def test_a_value_the_kernel_refuses_raises(tmp_path: Path) -> None:
+    with pytest.raises(OSError, match="Invalid argument"):
+        write_kernel_file("/proc/self/oom_score_adj", "not a number")
+    with pytest.raises(FileNotFoundError):
+        write_kernel_file(tmp_path / "absent" / "value", "1")
