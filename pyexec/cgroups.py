@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pyexec.kernelfiles import read_kernel_file, write_kernel_file
+from pyexec.kernelfiles import KernelFile, open_kernel_file, write_kernel_file
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 SELF_CGROUP = Path("/proc/self/cgroup")
@@ -101,28 +101,35 @@ class CgroupSupport:
         them as it exits, but cannot after an OOM kill or when it is killed)."""
         return any(os.path.exists(f"{parent}/NSJAIL.{pid}") for parent in self.parents)
 
-    def memory_peak(self, pid: int) -> int | None:
-        """Peak memory bytes of the jail's own cgroup while it exists: a figure the
-        script cannot forge. (Its CPU is counted through ``track_cpu``.)"""
+    def memory_peak_file(self, pid: int) -> KernelFile | None:
+        """The jail's peak-memory file, held open for ``memory_peak`` (None: no
+        cgroup, or it is gone)."""
         memory = self._memory_dir(pid)
         if memory is None:
             return None
         peak_file = "memory.max_usage_in_bytes" if self.mode == "v1" else "memory.peak"
+        return open_kernel_file(memory / peak_file)
+
+    @staticmethod
+    def memory_peak(peak_file: KernelFile) -> int | None:
+        """Peak memory bytes of the jail's own cgroup while it exists: a figure the
+        script cannot forge. (Its CPU is counted through ``track_cpu``.)"""
         try:
-            return int(read_kernel_file(memory / peak_file))
+            return int(peak_file.read())
         except (OSError, ValueError):
             return None
 
-    def track_cpu(self, pid: int) -> Path | None:
+    def track_cpu(self, pid: int) -> KernelFile | None:
         """Start counting the CPU of the jail whose init is ``pid`` and of everything it
-        starts from now on; the file to read with ``cpu_ms`` (None: cannot count).
+        starts from now on; the file to read with ``cpu_ms``, held open (None: cannot
+        count).
 
         v2: the jail's own cpu.stat. v1: a cpuacct cgroup of ours (JAIL.<pid>) that
         the init joins at hand-over, so its children are counted too.
         """
         memory = self._memory_dir(pid)
         if self.mode == "v2" and memory is not None:
-            return memory / "cpu.stat"  # v2: one directory holds every controller
+            return open_kernel_file(memory / "cpu.stat")  # v2: one directory, every controller
         if self.cpuacct is None:
             return None
         directory = self.cpuacct / f"JAIL.{pid}"
@@ -132,16 +139,16 @@ class CgroupSupport:
             write_kernel_file(directory / "cgroup.procs", str(pid))
         except OSError:
             return None
-        return directory / "cpuacct.usage"
+        return open_kernel_file(directory / "cpuacct.usage")
 
     @staticmethod
-    def cpu_ms(handle: Path) -> float | None:
+    def cpu_ms(handle: KernelFile) -> float | None:
         """CPU milliseconds counted so far in a ``track_cpu`` file."""
         try:
-            text = read_kernel_file(handle)
+            text = handle.read()
         except OSError:
             return None
-        if handle.name == "cpuacct.usage":
+        if handle.path.name == "cpuacct.usage":
             return int(text) / 1e6  # nanoseconds
         for line in text.splitlines():
             key, _, value = line.partition(" ")
@@ -212,11 +219,11 @@ class CgroupSupport:
 class CpuMeter:
     """CPU milliseconds a jail has used since ``begin`` (from a ``track_cpu`` file)."""
 
-    handle: Path | None
+    handle: KernelFile | None
     start_ms: float = 0.0
 
     @classmethod
-    def begin(cls, handle: Path | None) -> CpuMeter:
+    def begin(cls, handle: KernelFile | None) -> CpuMeter:
         """Start counting now; a meter without a handle counts nothing."""
         if handle is None:
             return cls(None)

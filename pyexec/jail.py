@@ -19,7 +19,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from pyexec import nsjail_log, protocol, watchdog
 from pyexec.cgroups import CgroupSupport, CpuMeter
@@ -27,7 +26,7 @@ from pyexec.command import JailFds, nsjail_argv
 from pyexec.errors import JailStartError, JailStartTimeout, JailUsedError
 from pyexec.files import MAX_LISTED
 from pyexec.jail_ids import JAIL_IDS, SHARED_ID
-from pyexec.kernelfiles import read_kernel_file
+from pyexec.kernelfiles import KernelFile, open_kernel_file, read_kernel_file
 from pyexec.payload import Payload
 from pyexec.pipes import Capture, PipeSet
 from pyexec.record import RunRecord
@@ -79,7 +78,14 @@ class Jail:
         self.ready_at = 0.0
         self.startup_cpu_ms = 0.0
         self.init_pid: int | None = None  # host pid of the jail's init (the runner)
-        self._cpu_handle: Path | None = None  # where the whole jail's CPU is counted
+        # Held open from ready to close, read on the request path without an open
+        # (pyexec/kernelfiles.py): where the whole jail's CPU is counted, its
+        # cgroup's peak memory, its init's limits; and a pidfd that wakes when
+        # nsjail exits (None where the kernel has none).
+        self._cpu_handle: KernelFile | None = None
+        self._peak_file: KernelFile | None = None
+        self._init_limits: KernelFile | None = None
+        self._exit_fd: int | None = None
         # The host uid and gid of the jail's processes (pyexec/jail_ids.py), taken at
         # start and given back once nsjail is reaped.
         self.outer_id: int | None = None
@@ -114,6 +120,7 @@ class Jail:
         finally:
             for fd in (control_r, result_w, log_w):
                 os.close(fd)
+        self._exit_fd = _pidfd(self.proc.pid)
         put_oom_first(self.proc.pid)
 
     def _outputs(self) -> tuple[int, int]:
@@ -162,10 +169,13 @@ class Jail:
             # init gets it here, before any script, and what the script starts
             # inherits it.
             self.oom_first = put_oom_first(self.init_pid)
+        if self.init_pid is not None:
+            self._init_limits = open_kernel_file(f"/proc/{self.init_pid}/limits")
         if self.init_pid is not None and self.cgroups.enforced:
             # Joining a v1 cgroup costs milliseconds (an RCU grace period): done
             # here, while the jail warms up, not when the script is handed over.
             self._cpu_handle = self.cgroups.track_cpu(self.init_pid)
+            self._peak_file = self.cgroups.memory_peak_file(self.init_pid)
         self._ready = True
         self.ready_at = time.monotonic()
 
@@ -173,6 +183,12 @@ class Jail:
         """True while nsjail (and so the jail) has not exited; never reaps it."""
         if self.proc is None or self.proc.returncode is not None:
             return False
+        if self._exit_fd is not None:
+            try:
+                exited = os.waitid(os.P_PIDFD, self._exit_fd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:  # reaped by another thread meanwhile
+                return False
+            return exited is None
         try:
             stat = read_kernel_file(f"/proc/{self.proc.pid}/stat")
             state = stat.rsplit(")", 1)[1].split()[0]
@@ -350,7 +366,7 @@ class Jail:
         self._sample_peak(record)
         if not self.cgroups.enforced:
             self._watch_without_cgroups(record)
-        hard = _cpu_rlimit_seconds(self.init_pid)
+        hard = _cpu_rlimit_seconds(self._init_limits)
         if hard is not None:
             record.init_cpu_rlimit_seconds = min(hard, record.init_cpu_rlimit_seconds or hard)
 
@@ -375,7 +391,7 @@ class Jail:
         cgroup with it before the end of the run can read it."""
         assert self.init_pid is not None
         if self.cgroups.enforced:
-            peak = self.cgroups.memory_peak(self.init_pid)
+            peak = None if self._peak_file is None else self.cgroups.memory_peak(self._peak_file)
             if peak is not None:
                 record.cgroup_peak_bytes = max(peak, record.cgroup_peak_bytes or 0)
             return
@@ -438,14 +454,25 @@ class Jail:
                 for stream in (self.proc.stdout, self.proc.stderr):
                     if stream is not None:
                         stream.close()
-            for capture in (self._result, self._log):
-                if capture.fd >= 0:
-                    os.close(capture.fd)
-                    capture.fd = -1
-            if self._control_w >= 0:
-                os.close(self._control_w)
-                self._control_w = -1
+            self._release_fds()
         self._notify_reaped()
+
+    def _release_fds(self) -> None:
+        """Close the pipes, the kernel files held open and the pidfd (under the
+        close lock)."""
+        for capture in (self._result, self._log):
+            if capture.fd >= 0:
+                os.close(capture.fd)
+                capture.fd = -1
+        for held in (self._cpu_handle, self._peak_file, self._init_limits):
+            if held is not None:
+                held.close()
+        if self._exit_fd is not None:
+            os.close(self._exit_fd)
+            self._exit_fd = None
+        if self._control_w >= 0:
+            os.close(self._control_w)
+            self._control_w = -1
 
     def _notify_reaped(self) -> None:
         """Give back the jail's outer id and call ``on_reaped``, once."""
@@ -472,29 +499,25 @@ class Jail:
         pid = self.proc.pid
         start = time.monotonic()
         stage = 0
-        exit_fd = _pidfd(pid)
-        try:
-            while True:
-                done, status, usage = os.wait4(pid, os.WNOHANG)
-                if done:
-                    self.proc.returncode = os.waitstatus_to_exitcode(status)
-                    self._notify_reaped()
-                    return usage
-                waited = time.monotonic() - start
-                if stage == 0 and waited >= grace:
-                    self.terminate()
-                    stage = 1
-                elif stage == 1 and waited >= grace + 5:
-                    os.killpg(pid, signal.SIGKILL)
-                    stage = 2
-                if exit_fd is None:
-                    time.sleep(0.002)
-                else:
-                    next_stage = (grace, grace + 5, waited + 1.0)[stage]
-                    select.select([exit_fd], [], [], max(0.0, next_stage - waited))
-        finally:
-            if exit_fd is not None:
-                os.close(exit_fd)
+        exit_fd = self._exit_fd
+        while True:
+            done, status, usage = os.wait4(pid, os.WNOHANG)
+            if done:
+                self.proc.returncode = os.waitstatus_to_exitcode(status)
+                self._notify_reaped()
+                return usage
+            waited = time.monotonic() - start
+            if stage == 0 and waited >= grace:
+                self.terminate()
+                stage = 1
+            elif stage == 1 and waited >= grace + 5:
+                os.killpg(pid, signal.SIGKILL)
+                stage = 2
+            if exit_fd is None:
+                time.sleep(0.002)
+            else:
+                next_stage = (grace, grace + 5, waited + 1.0)[stage]
+                select.select([exit_fd], [], [], max(0.0, next_stage - waited))
 
     def _remove_cgroups(self) -> None:
         """Remove the jail's cgroups if nsjail could not (found from its exit line),
@@ -540,10 +563,13 @@ def _vm_hwm_bytes(pid: int) -> int | None:
     return None
 
 
-def _cpu_rlimit_seconds(pid: int) -> int | None:
-    """A process's hard RLIMIT_CPU in seconds from /proc (None: unlimited or gone)."""
+def _cpu_rlimit_seconds(limits: KernelFile | None) -> int | None:
+    """A process's hard RLIMIT_CPU in seconds from its /proc limits file (None:
+    unlimited, gone or never opened)."""
+    if limits is None:
+        return None
     try:
-        for line in read_kernel_file(f"/proc/{pid}/limits").splitlines():
+        for line in limits.read().splitlines():
             if line.startswith("Max cpu time"):
                 hard = line.split()[4]
                 return int(hard) if hard.isdigit() else None

@@ -7,6 +7,7 @@ they are read with ``os.read`` instead (issue 20).
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -34,3 +35,49 @@ def write_kernel_file(path: str | Path, text: str) -> None:
         os.write(fd, text.encode("ascii"))
     finally:
         os.close(fd)
+
+
+class KernelFile:
+    """A small kernel file held open and read afresh from its start on every read.
+
+    cgroup and /proc files generate their text anew for each read from offset 0, so
+    a file polled while a script runs is opened once, while its jail warms up, and
+    then costs one ``pread`` per read: no path walk, open or close on the request
+    path (issue 20). A /proc/<pid> file held open goes on naming that process, never
+    a later one that reuses its pid.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+    def read(self) -> str:
+        """The file's whole text now. Raises OSError once what it shows is gone: a
+        removed cgroup's file gives ENODEV, a reaped process's ESRCH."""
+        if self.fd < 0:
+            raise OSError(errno.EBADF, f"{self.path} was closed")
+        chunks = []
+        offset = 0
+        while True:
+            chunk = os.pread(self.fd, CHUNK, offset)
+            chunks.append(chunk)
+            offset += len(chunk)
+            # A shorter read than asked is the end: these files are seq_files,
+            # which fill a read as far as they can (and regular files do too).
+            if len(chunk) < CHUNK:
+                return b"".join(chunks).decode("ascii", "replace")
+
+    def close(self) -> None:
+        """Release the file; safe to call twice."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def open_kernel_file(path: str | Path) -> KernelFile | None:
+    """``path`` held open as a KernelFile, or None when it cannot be opened (the
+    process or cgroup is already gone)."""
+    try:
+        return KernelFile(path)
+    except OSError:
+        return None

@@ -20,6 +20,7 @@ import pytest
 
 from pyexec import cgroups
 from pyexec.cgroups import CgroupSupport, CpuMeter, is_jail_init, prepare_cgroups
+from pyexec.kernelfiles import KernelFile
 
 PID = 4321
 # Far above any pid_max: never a live process.
@@ -106,7 +107,7 @@ def test_memory_peak_reads_the_v1_max_usage_file(
     v1: CgroupSupport, text: str, expected: int | None
 ) -> None:
     jail_file(v1, "memory.max_usage_in_bytes", text)
-    assert v1.memory_peak(PID) == expected
+    assert v1.memory_peak(held(v1.memory_peak_file(PID))) == expected
 
 
 @pytest.mark.parametrize(("text", "expected"), [("52428800\n", 52428800), ("oops", None)])
@@ -114,15 +115,24 @@ def test_memory_peak_reads_the_v2_peak_file(
     v2: CgroupSupport, text: str, expected: int | None
 ) -> None:
     jail_file(v2, "memory.peak", text)
-    assert v2.memory_peak(PID) == expected
+    assert v2.memory_peak(held(v2.memory_peak_file(PID))) == expected
 
 
 def test_memory_peak_is_unknown_without_the_jails_cgroup(
     v1: CgroupSupport, v2: CgroupSupport
 ) -> None:
-    assert v1.memory_peak(PID) is None
-    assert v2.memory_peak(PID) is None
-    assert CgroupSupport("none", ()).memory_peak(PID) is None
+    assert v1.memory_peak_file(PID) is None
+    assert v2.memory_peak_file(PID) is None
+    assert CgroupSupport("none", ()).memory_peak_file(PID) is None
+
+
+def test_memory_peak_reads_anew_and_is_unknown_once_the_file_is_closed(v1: CgroupSupport) -> None:
+    path = jail_file(v1, "memory.max_usage_in_bytes", "100\n")
+    peak_file = held(v1.memory_peak_file(PID))
+    path.write_text("250\n")
+    assert v1.memory_peak(peak_file) == 250
+    peak_file.close()  # as a removed cgroup's file: reads fail (ENODEV there)
+    assert v1.memory_peak(peak_file) is None
 
 
 V1_OOM_CONTROL = "oom_kill_disable 0\nunder_oom 0\noom_kill {count}\n"
@@ -153,15 +163,19 @@ def test_oom_killed_is_unknown_when_the_file_is_missing_or_has_no_count(
 
 
 def test_track_cpu_on_v2_is_the_jails_own_cpu_stat(v2: CgroupSupport, tmp_path: Path) -> None:
-    assert v2.track_cpu(PID) == tmp_path / "pyexec" / f"NSJAIL.{PID}" / "cpu.stat"
+    jail_file(v2, "cpu.stat", "usage_usec 0\n")
+    handle = held(v2.track_cpu(PID))
+    assert handle.path == tmp_path / "pyexec" / f"NSJAIL.{PID}" / "cpu.stat"
 
 
 def test_track_cpu_on_v1_moves_the_jail_into_a_cpuacct_cgroup_of_ours(
     v1: CgroupSupport, tmp_path: Path
 ) -> None:
-    handle = v1.track_cpu(PID)
     directory = tmp_path / "cpuacct" / "pyexec" / f"JAIL.{PID}"
-    assert handle == directory / "cpuacct.usage"
+    directory.mkdir(parents=True)
+    (directory / "cpuacct.usage").write_text("0\n")  # as the kernel makes it
+    handle = held(v1.track_cpu(PID))
+    assert handle.path == directory / "cpuacct.usage"
     assert (directory / "cgroup.procs").read_text() == str(PID)
 
 
@@ -185,32 +199,27 @@ def test_track_cpu_cannot_count_without_a_cpuacct_cgroup(tmp_path: Path) -> None
 def test_cpu_ms_parses_cpuacct_nanoseconds_and_cpu_stat_microseconds(
     tmp_path: Path, name: str, text: str, expected: float | None
 ) -> None:
-    handle = tmp_path / name
-    handle.write_text(text)
-    assert CgroupSupport.cpu_ms(handle) == expected
+    (tmp_path / name).write_text(text)
+    assert CgroupSupport.cpu_ms(KernelFile(tmp_path / name)) == expected
 
 
-def test_cpu_ms_is_unknown_when_the_file_is_gone(tmp_path: Path) -> None:
-    assert CgroupSupport.cpu_ms(tmp_path / "cpu.stat") is None
+def test_cpu_ms_is_unknown_when_the_file_cannot_be_read(tmp_path: Path) -> None:
+    (tmp_path / "cpu.stat").write_text("usage_usec 1500\n")
+    handle = KernelFile(tmp_path / "cpu.stat")
+    handle.close()  # as a removed cgroup's file: reads fail (ENODEV there)
+    assert CgroupSupport.cpu_ms(handle) is None
 
 
 def test_cpu_meter_counts_from_begin(tmp_path: Path) -> None:
-    handle = tmp_path / "cpuacct.usage"
-    handle.write_text("1000000")  # 1 ms before the hand-over
+    path = tmp_path / "cpuacct.usage"
+    path.write_text("1000000")  # 1 ms before the hand-over
+    handle = KernelFile(path)
     meter = CpuMeter.begin(handle)
-    assert meter.handle == handle
-    handle.write_text("5000000")
+    assert meter.handle is handle
+    path.write_text("5000000")
     assert meter.used_ms() == 4.0
-    handle.unlink()
+    handle.close()
     assert meter.used_ms() is None
-
-
-def test_cpu_meter_begins_at_zero_when_the_file_is_not_there_yet(tmp_path: Path) -> None:
-    handle = tmp_path / "cpu.stat"
-    meter = CpuMeter.begin(handle)
-    assert meter.handle == handle
-    handle.write_text("usage_usec 2000\n")
-    assert meter.used_ms() == 2.0
 
 
 def test_cpu_meter_without_a_handle_counts_nothing() -> None:
@@ -391,3 +400,9 @@ def test_prepare_cgroups_on_v1_without_cpuacct_cannot_count_cpu(
     assert support.mode == "v1"
     assert support.cpuacct is None
     assert support.track_cpu(PID) is None
+
+
+def held(kernel_file: KernelFile | None) -> KernelFile:
+    """A file the code under test opened (failing the test if it could not)."""
+    assert kernel_file is not None
+    return kernel_file
