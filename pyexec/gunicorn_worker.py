@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import http
 import logging
+import math
 import socket
 import time
 import uuid
@@ -80,6 +81,9 @@ log = logging.getLogger("pyexec.server")
 # gunicorn_h1c, gunicorn's optional C parser, applies this to limit_request_line = 0
 # (which the Python parser reads as "no limit").
 FAST_PARSER_LINE_LIMIT = 1024 * 1024
+# How often the worker tells the arbiter it is alive (JsonThreadWorker.notify); under
+# gunicorn's smallest worker timeout that means anything (2 s).
+NOTIFY_INTERVAL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -288,18 +292,16 @@ def log_refusal(outcome: Outcome, exc: BaseException, request_id: str) -> None:
     )
 
 
-def closed_by_peer(sock: socket.socket) -> bool:
-    """Whether the peer has closed (or reset) this non-blocking socket and left
-    nothing to read. Looks without taking anything: False when bytes are waiting,
-    when nothing is there yet, or when the socket cannot be peeked at (TLS)."""
+def peek(sock: socket.socket) -> str:
+    """What a socket holds now, without taking anything or waiting: ``"bytes"`` to
+    read, ``"ended"`` (the peer closed or reset it, nothing left to read), or
+    ``"nothing"`` yet; also ``"nothing"`` for a socket that cannot be peeked at (TLS)."""
     try:
-        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except BlockingIOError:
-        return False
-    except ValueError:  # an ssl.SSLSocket takes no flags
-        return False
+        return "bytes" if sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) else "ended"
+    except (BlockingIOError, ValueError):  # ValueError: an ssl.SSLSocket takes no flags
+        return "nothing"
     except OSError:  # reset by the peer: nothing more will come
-        return True
+        return "ended"
 
 
 class JsonThreadWorker(ThreadWorker):  # type: ignore[misc]
@@ -315,6 +317,7 @@ class JsonThreadWorker(ThreadWorker):  # type: ignore[misc]
     """
 
     head_seconds: float = 10.0
+    pyexec_notified_at: float = -math.inf  # when notify last told the arbiter
 
     def on_client_socket_readable(self, conn: Any, client: socket.socket) -> None:
         """A kept-alive connection woke the main loop: when the client has closed it
@@ -325,7 +328,7 @@ class JsonThreadWorker(ThreadWorker):  # type: ignore[misc]
         deadline for nothing, on every such connection (issue 20). A connection
         with bytes to read, or one that cannot be peeked at (TLS), goes on to gthread.
         """
-        if closed_by_peer(client):
+        if peek(client) == "ended":
             self.poller.unregister(client)
             self.keepalived_conns.remove(conn)
             self.nr_conns -= 1
@@ -338,8 +341,24 @@ class JsonThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.head_seconds = load_settings().body_timeout_seconds
         super().init_process()
 
+    def notify(self) -> None:
+        """gunicorn's heartbeat to the arbiter (a utime on a file), at most once per
+        NOTIFY_INTERVAL_SECONDS: the main loop calls it on every event, three per
+        request, and the arbiter looks once per ``timeout`` (0 here: never)."""
+        now = time.monotonic()
+        if now - self.pyexec_notified_at >= NOTIFY_INTERVAL_SECONDS:
+            self.pyexec_notified_at = now
+            super().notify()
+
     def handle(self, conn: Any) -> Any:
-        """gthread's ``handle``, with a deadline on the request's head."""
+        """gthread's ``handle``, with a deadline on the request's head.
+
+        A new connection whose request has already arrived (as it has by the time a
+        thread takes it, almost always) is marked so, which spares gthread's wait
+        for it: an epoll instance made, used and closed per connection.
+        """
+        if not conn.initialized and not conn.data_ready and peek(conn.sock) == "bytes":
+            conn.data_ready = True
         conn.pyexec_head_watch = WATCHDOG.watch(conn.sock, self.head_seconds, socket.SHUT_RD)
         conn.pyexec_head_started = time.monotonic()
         try:

@@ -314,7 +314,7 @@ class Jail:
                     record.timed_out = True
                     break
                 if now >= next_check:
-                    if self._over_limits(meter, cpu_budget_ms, record):
+                    if self._over_limits(meter, cpu_budget_ms, record, first=not next_check):
                         break
                     next_check = now + CPU_POLL_SECONDS
                 got = pipes.pump(min(deadline, next_check) - now)
@@ -342,11 +342,14 @@ class Jail:
         record.report, record.report_truncated = bytes(self._result.data), self._result.truncated
         return reported
 
-    def _over_limits(self, meter: CpuMeter, cpu_budget_ms: float, record: RunRecord) -> bool:
+    def _over_limits(
+        self, meter: CpuMeter, cpu_budget_ms: float, record: RunRecord, first: bool = False
+    ) -> bool:
         """Every poll interval (not every wake-up): the jail's CPU against its limit,
         what a killed jail would take with it, and without cgroups its memory; True
-        (and the record says which) when the jail must stop."""
-        if self._over_cpu(meter, cpu_budget_ms):
+        (and the record says which) when the jail must stop. The ``first`` check, at
+        the hand-over, skips the CPU: the meter has just begun, at zero."""
+        if not first and self._over_cpu(meter, cpu_budget_ms):
             record.cpu_exceeded = True
             return True
         self._sample(record)

@@ -25,6 +25,7 @@ import pytest
 from gunicorn import util  # type: ignore[import-untyped]
 from gunicorn.config import Config  # type: ignore[import-untyped]
 from gunicorn.http import errors  # type: ignore[import-untyped]
+from gunicorn.workers import gthread  # type: ignore[import-untyped]
 from gunicorn.workers.base import Worker  # type: ignore[import-untyped]
 from gunicorn.workers.gthread import TConn, ThreadWorker  # type: ignore[import-untyped]
 
@@ -34,7 +35,7 @@ from pyexec.gunicorn_worker import (
     JsonThreadWorker,
     Limits,
     answer_for,
-    closed_by_peer,
+    peek,
     to_http,
 )
 from pyexec.schemas import load_schema, validator
@@ -409,30 +410,31 @@ def reset(client: socket.socket) -> None:
     client.close()
 
 
-def test_closed_by_peer_tells_an_ended_connection_from_a_live_one() -> None:
+def test_peek_tells_bytes_from_nothing_yet_from_an_ended_connection() -> None:
     server, client = tcp_pair()
     with server, client:
-        assert not closed_by_peer(server)  # nothing sent yet
+        assert peek(server) == "nothing"  # nothing sent yet
         client.sendall(b"GET / HTTP/1.1\r\n")
         client.shutdown(socket.SHUT_WR)  # a request, then the end: bytes come first
         assert wait_readable(server)
-        assert not closed_by_peer(server)
+        assert peek(server) == "bytes"
         assert server.recv(100) == b"GET / HTTP/1.1\r\n"  # peeking took nothing
-        assert closed_by_peer(server)
+        assert peek(server) == "ended"
     server, client = tcp_pair()
     with server:
         reset(client)
         assert wait_readable(server)
-        assert closed_by_peer(server)
+        assert peek(server) == "ended"
 
 
-def test_closed_by_peer_is_false_for_a_socket_that_takes_no_flags() -> None:
+def test_peek_sees_nothing_on_a_socket_that_takes_no_flags() -> None:
     server, client = socket.socketpair()
     with server, client:
+        client.sendall(b"\x16\x03\x01")  # bytes are there, but TLS hides them
         context = ssl.create_default_context()
         wrapped = context.wrap_socket(server, do_handshake_on_connect=False, server_hostname="x")
         with wrapped:
-            assert not closed_by_peer(wrapped)
+            assert peek(wrapped) == "nothing"
 
 
 def wait_readable(sock: socket.socket) -> bool:
@@ -489,3 +491,53 @@ def test_a_kept_alive_connection_with_a_request_goes_to_a_worker_thread() -> Non
         assert not kept.worker.keepalived_conns
         assert kept.worker.poller.get_map() == {}
         assert kept.server.recv(4, socket.MSG_PEEK) == b"GET "  # nothing was taken
+
+
+def test_a_new_connection_whose_request_is_there_skips_gthreads_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server, client = tcp_pair()
+    with server, client:
+        worker = bare_worker()
+        worker.head_seconds = 10.0
+        conn = TConn(worker.cfg, server, ("127.0.0.1", 1), ("127.0.0.1", 2))
+        client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert wait_readable(server)
+        waits: list[float] = []
+        conn.wait_for_data = waits.append  # gthread's wait, recorded
+        monkeypatch.setattr(worker, "handle_request", lambda _req, _conn: False)  # not the app
+        worker.handle(conn)
+        assert conn.data_ready
+        assert waits == []
+
+
+def test_a_new_connection_with_nothing_yet_still_gets_gthreads_wait() -> None:
+    server, client = tcp_pair()
+    with server, client:
+        worker = bare_worker()
+        worker.head_seconds = 10.0
+        conn = TConn(worker.cfg, server, ("127.0.0.1", 1), ("127.0.0.1", 2))
+        waits: list[float] = []
+
+        def no_data(timeout: float) -> bool:
+            waits.append(timeout)
+            return False
+
+        conn.wait_for_data = no_data
+        assert worker.handle(conn) is gthread._DEFER  # to the poller, as gthread does
+        assert not conn.data_ready
+        assert len(waits) == 1
+
+
+def test_notify_tells_the_arbiter_at_most_once_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    worker = bare_worker()
+    told: list[float] = []
+    clock = [1000.0]
+    monkeypatch.setattr(ThreadWorker, "notify", lambda _self: told.append(clock[0]))
+    monkeypatch.setattr("pyexec.gunicorn_worker.time.monotonic", lambda: clock[0])
+    for step in range(30):  # 3 s of a busy main loop, every 0.1 s
+        clock[0] = 1000.0 + step / 10
+        worker.notify()
+    assert told == [1000.0, 1001.0, 1002.0]
