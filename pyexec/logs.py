@@ -34,7 +34,17 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure() -> None:
-    """Send the ``pyexec`` loggers' records to stderr as JSON lines (once)."""
+    """Send the ``pyexec`` loggers' records to stderr as JSON lines (once).
+
+    A record also stops collecting what no line shows, as the logging HOWTO's
+    "Optimization" section describes: the caller's file, line and function (a walk
+    up the stack, ~40 frames deep under gunicorn and Flask), the thread and the
+    multiprocessing name. The process id stays: gunicorn's own lines show it. One
+    line per request is written, so this is on every request's path (issue 20).
+    """
+    logging._srcfile = None  # the HOWTO's documented switch
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     logger = logging.getLogger("pyexec")
     if any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
         return

@@ -8,8 +8,9 @@ truncation flag are applied in exactly one place.
 
 from __future__ import annotations
 
+import math
 import os
-import selectors
+import select
 from collections.abc import Iterable
 from types import TracebackType
 
@@ -60,8 +61,8 @@ class Capture:
 
 
 class PipeSet:
-    """A selector over a jail's pipes: reads every capture that has data, and writes
-    ``pending`` bytes into ``writer_fd`` as the pipe takes them.
+    """One poll(2) set over a jail's pipes: reads every capture that has data, and
+    writes ``pending`` bytes into ``writer_fd`` as the pipe takes them.
 
     The writer's fd stays open when everything is written: the caller closes it
     when it wants the other end to see end of file.
@@ -70,18 +71,22 @@ class PipeSet:
     def __init__(
         self, captures: Iterable[Capture], writer_fd: int = -1, pending: bytes = b""
     ) -> None:
-        # poll(2), not epoll: a jail has at most five pipes, and an epoll instance
-        # costs a file descriptor and a syscall for each pipe to set up and take down
-        # (three sets of pipes per request).
-        self._selector = selectors.PollSelector()
+        # select.poll itself, not an epoll instance (a file descriptor and a system
+        # call per pipe to set up and take down, three sets of pipes per request),
+        # nor the selectors module's wrapping of poll (a key object per pipe and per
+        # event): a jail has at most five pipes, and this runs several times per
+        # request (issue 20).
+        self._poll = select.poll()
+        self._captures: dict[int, Capture] = {}
         for capture in captures:
             if not capture.eof:
-                self._selector.register(capture.fd, selectors.EVENT_READ, capture)
+                self._captures[capture.fd] = capture
+                self._poll.register(capture.fd, select.POLLIN)
         self._writer_fd = writer_fd
         self._pending = memoryview(pending)
         if writer_fd >= 0 and pending:
             os.set_blocking(writer_fd, False)
-            self._selector.register(writer_fd, selectors.EVENT_WRITE)
+            self._poll.register(writer_fd, select.POLLOUT)
 
     def __enter__(self) -> PipeSet:
         return self
@@ -92,20 +97,25 @@ class PipeSet:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._selector.close()
+        self._captures.clear()
 
     def pump(self, timeout: float) -> int:
         """Wait up to ``timeout`` seconds for any pipe, then serve every ready one;
         the bytes read."""
         got = 0
-        for key, _ in self._selector.select(timeout):
-            if key.fd == self._writer_fd:
+        # poll's timeout is in whole milliseconds: round up, so that a deadline a
+        # fraction of a millisecond away is waited for, not spun on.
+        for fd, _events in self._poll.poll(max(0, math.ceil(timeout * 1000))):
+            if fd == self._writer_fd:
                 self._write()
                 continue
-            capture: Capture = key.data
+            capture = self._captures.get(fd)
+            if capture is None:
+                continue
             got += capture.read()
             if capture.eof:
-                self._selector.unregister(key.fd)
+                self._poll.unregister(fd)
+                del self._captures[fd]
         return got
 
     def _write(self) -> None:
@@ -117,4 +127,4 @@ class PipeSet:
             written = len(self._pending)  # the reader is gone; its exit tells why
         self._pending = self._pending[written:]
         if not self._pending:
-            self._selector.unregister(self._writer_fd)
+            self._poll.unregister(self._writer_fd)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -139,6 +140,35 @@ def test_configure_sends_pyexec_records_to_stderr_as_json(
         1,
     )
     assert pyexec_logger.propagate is False
+
+
+class Catcher(logging.Handler):
+    """Keeps the records it is handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_configure_stops_records_collecting_what_no_line_shows(
+    pyexec_logger: logging.Logger,
+) -> None:
+    configure()
+    catcher = Catcher()
+    records = catcher.records
+    pyexec_logger.addHandler(catcher)
+    try:
+        logging.getLogger("pyexec.unit").info("hello")
+    finally:
+        pyexec_logger.removeHandler(catcher)
+    (record,) = records
+    assert (record.funcName, record.lineno) == ("(unknown function)", 0)  # no stack walk
+    assert record.threadName is None
+    assert record.processName is None
+    assert record.process == os.getpid()  # gunicorn's own lines show it
 
 
 def test_configure_twice_keeps_one_handler(pyexec_logger: logging.Logger) -> None:
