@@ -50,14 +50,14 @@ RMDIR_TRIES = 250
 RMDIR_PAUSE_SECONDS = 0.02
 
 
-def _rmdir_patiently(directory: Path, tries: int | None = None) -> bool:
+def _rmdir_patiently(directory: str | Path, tries: int | None = None) -> bool:
     """Remove an empty cgroup, retrying for a few seconds (``tries`` times, by
     default RMDIR_TRIES): after its processes are gone the kernel may still be
     uncharging its memory (EBUSY). Whether it is gone."""
     tries = RMDIR_TRIES if tries is None else tries
     for attempt in range(tries):
         try:
-            directory.rmdir()
+            os.rmdir(directory)
             return True
         except FileNotFoundError:
             return True
@@ -96,6 +96,11 @@ class CgroupSupport:
     def _memory_dir(self, pid: int) -> Path | None:
         return self.parents[0] / f"NSJAIL.{pid}" if self.parents else None
 
+    def _jail_file(self, pid: int, name: str) -> str | None:
+        """A file of the jail's memory cgroup, as a string: pathlib's joins cost more
+        than the reads, once per jail (issue 20)."""
+        return f"{self.parents[0]}/NSJAIL.{pid}/{name}" if self.parents else None
+
     def leaves_jail_dirs(self, pid: int) -> bool:
         """Whether any of the jail's cgroup directories still exists (nsjail removes
         them as it exits, but cannot after an OOM kill or when it is killed)."""
@@ -104,11 +109,10 @@ class CgroupSupport:
     def memory_peak_file(self, pid: int) -> KernelFile | None:
         """The jail's peak-memory file, held open for ``memory_peak`` (None: no
         cgroup, or it is gone)."""
-        memory = self._memory_dir(pid)
-        if memory is None:
-            return None
-        peak_file = "memory.max_usage_in_bytes" if self.mode == "v1" else "memory.peak"
-        return open_kernel_file(memory / peak_file)
+        path = self._jail_file(
+            pid, "memory.max_usage_in_bytes" if self.mode == "v1" else "memory.peak"
+        )
+        return None if path is None else open_kernel_file(path)
 
     @staticmethod
     def memory_peak(peak_file: KernelFile) -> int | None:
@@ -127,19 +131,19 @@ class CgroupSupport:
         v2: the jail's own cpu.stat. v1: a cpuacct cgroup of ours (JAIL.<pid>) that
         the init joins at hand-over, so its children are counted too.
         """
-        memory = self._memory_dir(pid)
-        if self.mode == "v2" and memory is not None:
-            return open_kernel_file(memory / "cpu.stat")  # v2: one directory, every controller
+        if self.mode == "v2":
+            stat = self._jail_file(pid, "cpu.stat")  # v2: one directory, every controller
+            return None if stat is None else open_kernel_file(stat)
         if self.cpuacct is None:
             return None
-        directory = self.cpuacct / f"JAIL.{pid}"
+        directory = f"{self.cpuacct}/JAIL.{pid}"
         try:
             with contextlib.suppress(FileExistsError):
                 os.mkdir(directory)
-            write_kernel_file(directory / "cgroup.procs", str(pid))
+            write_kernel_file(f"{directory}/cgroup.procs", str(pid))
         except OSError:
             return None
-        return open_kernel_file(directory / "cpuacct.usage")
+        return open_kernel_file(f"{directory}/cpuacct.usage")
 
     @staticmethod
     def cpu_ms(handle: KernelFile) -> float | None:
@@ -148,7 +152,7 @@ class CgroupSupport:
             text = handle.read()
         except OSError:
             return None
-        if handle.path.name == "cpuacct.usage":
+        if handle.path.endswith("/cpuacct.usage"):
             return int(text) / 1e6  # nanoseconds
         for line in text.splitlines():
             key, _, value = line.partition(" ")
@@ -161,7 +165,7 @@ class CgroupSupport:
         Not ``patiently``: one try, for a caller that hands a failure to the reaper."""
         if self.cpuacct is None:
             return True
-        return _rmdir_patiently(self.cpuacct / f"JAIL.{pid}", None if patiently else 1)
+        return _rmdir_patiently(f"{self.cpuacct}/JAIL.{pid}", None if patiently else 1)
 
     def oom_killed(self, pid: int) -> bool | None:
         """Whether the kernel's OOM killer acted in the jail's cgroup (None: unknown).

@@ -165,7 +165,7 @@ def test_oom_killed_is_unknown_when_the_file_is_missing_or_has_no_count(
 def test_track_cpu_on_v2_is_the_jails_own_cpu_stat(v2: CgroupSupport, tmp_path: Path) -> None:
     jail_file(v2, "cpu.stat", "usage_usec 0\n")
     handle = held(v2.track_cpu(PID))
-    assert handle.path == tmp_path / "pyexec" / f"NSJAIL.{PID}" / "cpu.stat"
+    assert handle.path == str(tmp_path / "pyexec" / f"NSJAIL.{PID}" / "cpu.stat")
 
 
 def test_track_cpu_on_v1_moves_the_jail_into_a_cpuacct_cgroup_of_ours(
@@ -175,7 +175,7 @@ def test_track_cpu_on_v1_moves_the_jail_into_a_cpuacct_cgroup_of_ours(
     directory.mkdir(parents=True)
     (directory / "cpuacct.usage").write_text("0\n")  # as the kernel makes it
     handle = held(v1.track_cpu(PID))
-    assert handle.path == directory / "cpuacct.usage"
+    assert handle.path == str(directory / "cpuacct.usage")
     assert (directory / "cgroup.procs").read_text() == str(PID)
 
 
