@@ -264,7 +264,7 @@ class Executor:
             jail = self.pools.cold_jail(self.pools.heavy)
         except (JailStartError, OSError) as exc:
             return Health(False, f"the jail does not start: {exc}", mode)
-        self.jails_oom_first = jail.oom_first
+        self.jails_oom_first = jail.oom_first()
         outcome = interpret(jail.run(SELF_TEST_SCRIPT), self.settings.max_output_bytes)
         result = outcome.body.get("result")
         if outcome.status != 200 or not isinstance(result, list) or result[:1] != [42]:

@@ -32,7 +32,14 @@ from pyexec.pipes import Capture, PipeSet
 from pyexec.record import RunRecord
 from pyexec.runner_code import runner_launch
 from pyexec.settings import Limits, Settings
-from pyexec.spawn import LAUNCHER, REAPER, launch_prefix, put_oom_first
+from pyexec.spawn import (
+    LAUNCHER,
+    REAPER,
+    is_oom_first,
+    launch_prefix,
+    put_oom_first,
+    sets_own_oom_score,
+)
 
 MAX_LOG_BYTES = 64 * 1024
 CPU_POLL_SECONDS = 0.05  # how often a running jail's CPU is checked against its limit
@@ -89,7 +96,6 @@ class Jail:
         # The host uid and gid of the jail's processes (pyexec/jail_ids.py), taken at
         # start and given back once nsjail is reaped.
         self.outer_id: int | None = None
-        self.oom_first = False  # the init got oom_score_adj 1000 (spawn.put_oom_first)
         # run() hands a jail that answered to the reaper thread; close() may race it.
         self._close_lock = threading.RLock()
 
@@ -121,7 +127,8 @@ class Jail:
             for fd in (control_r, result_w, log_w):
                 os.close(fd)
         self._exit_fd = _pidfd(self.proc.pid)
-        put_oom_first(self.proc.pid)
+        if not sets_own_oom_score(self.settings.nsjail_path):
+            put_oom_first(self.proc.pid)
 
     def _outputs(self) -> tuple[int, int]:
         """The fds of the jail's stdout and stderr."""
@@ -164,11 +171,11 @@ class Jail:
             raise JailStartError(f"the runner did not report ready: {line[:200]!r}")
         self.startup_cpu_ms = startup_cpu_ms
         self.init_pid = self._init_pid()
-        if self.init_pid is not None:
-            # nsjail may have started the init before it got its own score: the
-            # init gets it here, before any script, and what the script starts
+        if self.init_pid is not None and not sets_own_oom_score(self.settings.nsjail_path):
+            # This nsjail may have started the init before it got its own score:
+            # the init gets it here, before any script, and what the script starts
             # inherits it.
-            self.oom_first = put_oom_first(self.init_pid)
+            put_oom_first(self.init_pid)
         if self.init_pid is not None:
             self._init_limits = open_kernel_file(f"/proc/{self.init_pid}/limits")
         if self.init_pid is not None and self.cgroups.enforced:
@@ -178,6 +185,12 @@ class Jail:
             self._peak_file = self.cgroups.memory_peak_file(self.init_pid)
         self._ready = True
         self.ready_at = time.monotonic()
+
+    def oom_first(self) -> bool:
+        """Whether the jail's init runs with oom_score_adj 1000, read from /proc (the
+        self-test reports it: from the built nsjail's own score or the service's
+        writes)."""
+        return self.init_pid is not None and is_oom_first(self.init_pid)
 
     def alive(self) -> bool:
         """True while nsjail (and so the jail) has not exited; never reaps it."""

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from pyexec.kernelfiles import write_kernel_file
+from pyexec.kernelfiles import read_kernel_file, write_kernel_file
 
 log = logging.getLogger("pyexec")
 # Teardowns that may run at once (pyexec.spawn.Reaper).
@@ -38,11 +38,16 @@ PDEATHSIG_MARKER = b"pyexec-nsjail: PR_SET_PDEATHSIG=SIGKILL set before main"
 # this marker; any other nsjail gets the x32 table in its policy on its command
 # line (pyexec.command.x32_policy_args).
 X32_MARKER = b"pyexec-nsjail: x32 system calls denied (EPERM) before main"
+# The same nsjail gives itself oom_score_adj 1000 before its main()
+# (scripts/nsjail_oom.c), which its jail inherits, and holds this marker; the
+# service writes the score for any other nsjail (put_oom_first).
+OOM_MARKER = b"pyexec-nsjail: oom_score_adj=1000 set before main"
 _SETPRIV = shutil.which("setpriv")
 SETPRIV_PREFIX: tuple[str, ...] = (_SETPRIV, "--pdeathsig", "KILL") if _SETPRIV else ()
 # The kernel's OOM killer takes jails first: nsjail and the jail's init get
-# oom_score_adj 1000 (raising it needs no privilege), written through /proc by the
-# service rather than by a `choom` exec per jail (~1.3 ms of CPU each). Without
+# oom_score_adj 1000 (raising it needs no privilege), which the built nsjail sets
+# itself (OOM_MARKER) and the service writes through /proc for any other, rather
+# than by a `choom` exec per jail (~1.3 ms of CPU each). Without
 # cgroups, an overshoot between two polls of the memory watchdog then kills a jail,
 # never the service (the service lowers its own score where it may).
 JAIL_OOM_SCORE_ADJ = 1000
@@ -97,6 +102,12 @@ def denies_x32_itself(nsjail_path: str) -> bool:
     return _holds(nsjail_path, X32_MARKER)
 
 
+def sets_own_oom_score(nsjail_path: str) -> bool:
+    """Whether this nsjail binary gives itself (and so its jail) oom_score_adj 1000
+    (OOM_MARKER). The self-test reads the score of a real jail's init either way."""
+    return _holds(nsjail_path, OOM_MARKER)
+
+
 def launch_prefix(nsjail_path: str) -> tuple[str, ...]:
     """What nsjail is started under: nothing when it sets its own death signal,
     else setpriv's (nothing either when there is no setpriv: see dies_with_service)."""
@@ -115,6 +126,14 @@ def _set_oom_score_adj(pid: int | str, value: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def is_oom_first(pid: int) -> bool:
+    """Whether process ``pid`` runs with oom_score_adj 1000 (False once it is gone)."""
+    try:
+        return read_kernel_file(f"/proc/{pid}/oom_score_adj").strip() == str(JAIL_OOM_SCORE_ADJ)
+    except OSError:
+        return False
 
 
 def put_oom_first(pid: int) -> bool:

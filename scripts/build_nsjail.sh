@@ -16,13 +16,15 @@
 # shared library but libc. glibc stays dynamic because nsjail looks up users and
 # groups through NSS, which a static glibc can only do with the host's exact glibc.
 #
-# Two files of our own are linked in, each a constructor that runs before main():
+# Three files of our own are linked in, each a constructor that runs before main():
 # - scripts/nsjail_pdeathsig.c gives nsjail's process PR_SET_PDEATHSIG=SIGKILL, so
 #   the service can start it without `setpriv --pdeathsig KILL` (one exec less per
 #   jail);
 # - scripts/nsjail_x32.c installs a seccomp filter that denies every x32 system
 #   call to nsjail and all it starts, so the jail's policy need not list the x32
-#   table (548 entries kafel compiled at every start).
+#   table (548 entries kafel compiled at every start);
+# - scripts/nsjail_oom.c gives nsjail's process oom_score_adj 1000, which the jail
+#   inherits, so the service need not write it through /proc twice per jail.
 # The build checks that each one's marker is in the binary, which is how the
 # service recognises it.
 #
@@ -44,7 +46,7 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-constructors="scripts/nsjail_pdeathsig.c scripts/nsjail_x32.c"
+constructors="scripts/nsjail_pdeathsig.c scripts/nsjail_x32.c scripts/nsjail_oom.c"
 for source in $constructors; do
     grep -q '^ *"pyexec-nsjail: [^"]*";$' "$source" || { echo "build_nsjail: no marker in $source" >&2; exit 1; }
 done
@@ -103,4 +105,4 @@ for source in $constructors; do
     fi
 done
 install -D -m 0755 "$src/nsjail" "$out"
-echo "build_nsjail: $out ($(sha256sum "$out" | cut -c1-16)…), nsjail 3.6 with only libc shared, dies with its parent, denies x32"
+echo "build_nsjail: $out ($(sha256sum "$out" | cut -c1-16)…), nsjail 3.6 with only libc shared, dies with its parent, denies x32, OOM-killed first"

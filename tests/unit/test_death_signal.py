@@ -1,6 +1,7 @@
 """pyexec.spawn's reading of the nsjail binary: by its own death signal when it holds
 the constructor scripts/nsjail_pdeathsig.c builds into it, else under setpriv; and
-whether it denies x32 system calls itself (scripts/nsjail_x32.c). (tests/integration/
+whether it denies x32 system calls itself (scripts/nsjail_x32.c) and gives itself
+oom_score_adj 1000 (scripts/nsjail_oom.c). (tests/integration/
 test_dies_with_service.py kills a real service under both binaries;
 test_sandbox_unavailable.py refuses a binary that claims the x32 filter falsely.)"""
 
@@ -26,6 +27,7 @@ def _binary(tmp_path: Path, content: bytes) -> str:
     [
         ("scripts/nsjail_pdeathsig.c", spawn.PDEATHSIG_MARKER),
         ("scripts/nsjail_x32.c", spawn.X32_MARKER),
+        ("scripts/nsjail_oom.c", spawn.OOM_MARKER),
     ],
 )
 def test_each_marker_is_its_c_constructor_s_own_string(source: str, marker: bytes) -> None:
@@ -56,9 +58,17 @@ def test_each_constructor_is_recognised_by_its_own_marker(tmp_path: Path) -> Non
     only_x32 = _binary(tmp_path, b"\x7fELF..." + spawn.X32_MARKER + b"\0...")
     assert spawn.denies_x32_itself(only_x32)
     assert not spawn.sets_own_death_signal(only_x32)
-    both = _binary(tmp_path, b"\x7fELF" + spawn.PDEATHSIG_MARKER + b"\0" + spawn.X32_MARKER)
-    assert spawn.denies_x32_itself(both)
-    assert spawn.sets_own_death_signal(both)
+    assert not spawn.sets_own_oom_score(only_x32)
+    only_oom = _binary(tmp_path, b"\x7fELF..." + spawn.OOM_MARKER + b"\0...")
+    assert spawn.sets_own_oom_score(only_oom)
+    assert not spawn.denies_x32_itself(only_oom)
+    every = _binary(
+        tmp_path,
+        b"\x7fELF" + spawn.PDEATHSIG_MARKER + b"\0" + spawn.X32_MARKER + b"\0" + spawn.OOM_MARKER,
+    )
+    assert spawn.denies_x32_itself(every)
+    assert spawn.sets_own_death_signal(every)
+    assert spawn.sets_own_oom_score(every)
 
 
 def test_a_binary_replaced_at_the_same_path_is_read_anew(tmp_path: Path) -> None:
