@@ -164,7 +164,6 @@ class Launcher:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
-        self._devnull = -1  # every nsjail's stdin, opened once per process
 
     def popen(self, argv: list[str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
         """Start ``argv`` from the launcher thread and return its Popen."""
@@ -176,8 +175,6 @@ class Launcher:
                     target=self._serve, name="jail-launcher", daemon=True
                 )
                 self._pid = os.getpid()
-                if self._devnull < 0:
-                    self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
                 self._thread.start()
         future: Future[subprocess.Popen[bytes]] = Future()
         self._requests.put((argv, pass_fds, future))
@@ -185,7 +182,6 @@ class Launcher:
 
     def _serve(self) -> None:
         requests = self._requests
-        devnull = self._devnull
         while True:
             argv, pass_fds, future = requests.get()
             try:
@@ -197,7 +193,9 @@ class Launcher:
                         # nsjail.cfg's envar lines. Without a locale, setpriv also
                         # starts ~0.2 ms sooner.
                         env={},
-                        stdin=devnull,
+                        # Opened afresh for each nsjail: an fd kept for all of them
+                        # would become some other file's if anything closed it.
+                        stdin=subprocess.DEVNULL,
                         stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE,
                         # Unbuffered: only the pipes' fds are used (pyexec.pipes),

@@ -10,7 +10,7 @@ FORGED = (
 
 
 def main():
-    for fd in range(3, 64):
+    for fd in open_fds():
         view = memoryview(FORGED)
         try:
             while view:
@@ -18,3 +18,10 @@ def main():
         except OSError:
             pass
     os._exit(0)
+
+
+def open_fds():
+    # Every fd this process has open, the runner's result channel among them: its
+    # number is the service's, which can be well past 64 (a pool's jails hold ~10 fds
+    # each in the service).
+    return [int(name) for name in os.listdir("/proc/self/fd") if int(name) > 2]
