@@ -18,58 +18,17 @@ measurement, not for serving. Prints each round and the median ratio.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench
 from pyexec.settings import load_settings
+from tests.live_server import serve, serve_checkout
 
 WARM_UP_REQUESTS = 30
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def serving(tree: Path) -> Iterator[tuple[int, int]]:
-    """``tree``'s scripts/serve on a free port: (gunicorn master's pid, port); always
-    stopped (SIGTERM, its graceful shutdown) at the end."""
-    port = free_port()
-    venv = bench.PROJECT_DIR / ".venv" / "bin"
-    process = subprocess.Popen(
-        [str(tree / "scripts" / "serve")],
-        cwd=tree,
-        env={
-            **os.environ,
-            "PATH": f"{venv}:{os.environ['PATH']}",
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield process.pid, port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def main() -> int:
@@ -84,8 +43,8 @@ def main() -> int:
         "heavy": settings.pool_size,
         "chart": settings.chart_pool_size,
     }
-    with serving(args.base.resolve()) as base, serving(bench.PROJECT_DIR) as this:
-        servers = (base, this)
+    with serve_checkout(args.base.resolve()) as base, serve() as this:
+        servers = ((base.process.pid, base.port), (this.process.pid, this.port))
         for _master, port in servers:
             bench.wait_pool_full(port, sizes)
             for _ in range(WARM_UP_REQUESTS):

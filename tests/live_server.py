@@ -106,11 +106,22 @@ def serve_unhealthy(**environ: str) -> Iterator[LiveServer]:
 
 
 @contextlib.contextmanager
-def _serving(environ: dict[str, str], healthy: bool) -> Iterator[LiveServer]:
+def serve_checkout(project: Path, **environ: str) -> Iterator[LiveServer]:
+    """As serve, for another checkout of the project (bench/compare.py): its own
+    scripts/serve, with this checkout's venv first on PATH (a git worktree has none)."""
+    path = f"{PROJECT_DIR / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    with _serving({"PATH": path, **environ}, healthy=True, project=project) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _serving(
+    environ: dict[str, str], healthy: bool, project: Path = PROJECT_DIR
+) -> Iterator[LiveServer]:
     port = free_port()
     process = subprocess.Popen(
-        [str(PROJECT_DIR / "scripts/serve")],
-        cwd=PROJECT_DIR,
+        [str(project / "scripts/serve")],
+        cwd=project,
         env={**os.environ, "HOST": "127.0.0.1", "PORT": str(port), **environ},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
