@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pyexec.kernelfiles import KernelFile, open_kernel_file, write_kernel_file
+from pyexec.kernelfiles import KernelFile, open_kernel_file, read_kernel_file, write_kernel_file
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 SELF_CGROUP = Path("/proc/self/cgroup")
@@ -92,9 +92,6 @@ class CgroupSupport:
         """The cgroup directories nsjail made for the jail whose init is ``pid``
         (the memory controller's first)."""
         return [parent / f"NSJAIL.{pid}" for parent in self.parents]
-
-    def _memory_dir(self, pid: int) -> Path | None:
-        return self.parents[0] / f"NSJAIL.{pid}" if self.parents else None
 
     def _jail_file(self, pid: int, name: str) -> str | None:
         """A file of the jail's memory cgroup, as a string: pathlib's joins cost more
@@ -173,12 +170,11 @@ class CgroupSupport:
         Readable only while the cgroup still exists, which it does after an OOM
         kill because nsjail cannot remove it until the memory is uncharged.
         """
-        memory = self._memory_dir(pid)
-        if memory is None:
+        path = self._jail_file(pid, "memory.oom_control" if self.mode == "v1" else "memory.events")
+        if path is None:
             return None
-        name = "memory.oom_control" if self.mode == "v1" else "memory.events"
         try:
-            text = (memory / name).read_text()
+            text = read_kernel_file(path)
         except OSError:
             return None
         for line in text.splitlines():

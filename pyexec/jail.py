@@ -93,6 +93,7 @@ class Jail:
         self._peak_file: KernelFile | None = None
         self._init_limits: KernelFile | None = None
         self._exit_fd: int | None = None
+        self._oom_written = False  # the service writes the OOM score (spawn.put_oom_first)
         # The host uid and gid of the jail's processes (pyexec/jail_ids.py), taken at
         # start and given back once nsjail is reaped.
         self.outer_id: int | None = None
@@ -127,7 +128,9 @@ class Jail:
             for fd in (control_r, result_w, log_w):
                 os.close(fd)
         self._exit_fd = _pidfd(self.proc.pid)
-        if not sets_own_oom_score(self.settings.nsjail_path):
+        # The built nsjail has given itself (and so the init) the score already.
+        self._oom_written = not sets_own_oom_score(self.settings.nsjail_path)
+        if self._oom_written:
             put_oom_first(self.proc.pid)
 
     def _outputs(self) -> tuple[int, int]:
@@ -171,7 +174,7 @@ class Jail:
             raise JailStartError(f"the runner did not report ready: {line[:200]!r}")
         self.startup_cpu_ms = startup_cpu_ms
         self.init_pid = self._init_pid()
-        if self.init_pid is not None and not sets_own_oom_score(self.settings.nsjail_path):
+        if self.init_pid is not None and self._oom_written:
             # This nsjail may have started the init before it got its own score:
             # the init gets it here, before any script, and what the script starts
             # inherits it.
