@@ -1,8 +1,9 @@
-"""Reading and writing the small kernel files the service polls while a jail runs (/proc, cgroups).
+"""Reading and writing the small kernel files the service polls while a jail runs
+(/proc, cgroups).
 
 ``Path.read_text`` and ``open`` build a buffered text stack for each read, about three
 times the cost of the read itself; these files are read several times per request, so
-they are read with ``os.read`` instead (issue 20).
+they are read with ``os.pread`` and written with ``os.write`` instead (issue 20).
 """
 
 from __future__ import annotations
@@ -15,15 +16,13 @@ CHUNK = 65536
 
 
 def read_kernel_file(path: str | Path) -> str:
-    """The whole text of a small kernel file; raises OSError as ``open`` would."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    """The whole text of a small kernel file, opened for this one read (KernelFile
+    for a file read again and again); raises OSError as ``open`` would."""
+    held = KernelFile(path)
     try:
-        chunks = []
-        while chunk := os.read(fd, CHUNK):
-            chunks.append(chunk)
+        return held.read()
     finally:
-        os.close(fd)
-    return b"".join(chunks).decode("ascii", "replace")
+        held.close()
 
 
 def write_kernel_file(path: str | Path, text: str) -> None:
