@@ -68,12 +68,14 @@ class JailPools:
         self._all = (self.heavy, self.chart, self.light)
         names = "|".join(re.escape(name.split(".")[0]) for name in settings.preimport)
         self._heavy_pattern = re.compile(rf"\b(?:{names})\b") if names else None
-        lock = threading.Lock()
         # Two conditions on one lock, so that each wakes only whom it concerns: a
         # jail taken wakes one idle refill worker (not all of them, nor the waiting
         # requests); a jail ready, or a start ended, wakes the requests waiting for one.
-        self._condition = threading.Condition(lock)
-        self._refill_due = threading.Condition(lock)
+        # Code takes the lock itself: a Condition's __enter__ and __exit__ are Python
+        # calls on every request's path.
+        self._lock = threading.Lock()
+        self._condition = threading.Condition(self._lock)
+        self._refill_due = threading.Condition(self._lock)
         self._closed = False
         # Held for a whole close(): shutdown's close waits for one that a SIGTERM
         # handler's thread already began, so no jail outlives shutdown's sweep.
@@ -131,7 +133,7 @@ class JailPools:
         if memory_mb is not None and memory_mb != self.settings.memory_mb:
             return self.cold_jail(pool, memory_mb), False
         deadline = time.monotonic() + self.settings.pool_wait_seconds
-        with self._condition:
+        with self._lock:
             waiting = False
             try:
                 while True:
@@ -193,7 +195,7 @@ class JailPools:
 
     def _refill_step(self) -> None:
         """Recycle idle jails and start one jail where the pool is short (or wait)."""
-        with self._condition:
+        with self._lock:
             stale = self._recycle_idle()
             pool = None if self._closed else self._needs()
             if pool is None and not stale:
@@ -218,7 +220,7 @@ class JailPools:
                 jail.close()
             jail = None
             time.sleep(FAILURE_BACKOFF_SECONDS)
-        with self._condition:
+        with self._lock:
             pool.starting -= 1
             if jail is not None and not self._closed:
                 pool.ready.append(jail)
@@ -230,7 +232,7 @@ class JailPools:
     def wait_full(self, timeout: float) -> bool:
         """Block until every pool holds its full size of ready jails (tests, benchmarks)."""
         deadline = time.monotonic() + timeout
-        with self._condition:
+        with self._lock:
             while any(len(p.ready) < p.size or p.starting for p in self._all):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -240,20 +242,20 @@ class JailPools:
 
     def ready_pids(self) -> set[int]:
         """Host pids of the nsjail processes of the ready jails."""
-        with self._condition:
+        with self._lock:
             jails = [jail for pool in self._all for jail in pool.ready]
         return {jail.proc.pid for jail in jails if jail.proc is not None}
 
     def idle_counts(self) -> dict[str, int]:
         """How many ready jails each pool holds now."""
-        with self._condition:
+        with self._lock:
             return {pool.name: len(pool.ready) for pool in (self.light, self.heavy, self.chart)}
 
     def close(self) -> None:
         """Stop refilling and destroy every ready jail; returns once they are gone
         (also when another thread's close was already under way)."""
         with self._closing:
-            with self._condition:
+            with self._lock:
                 self._closed = True
                 jails = [jail for pool in self._all for jail in pool.ready]
                 for pool in self._all:

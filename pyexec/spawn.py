@@ -246,7 +246,8 @@ class Reaper:
         finally:
             with self._condition:
                 self._pending -= 1
-                self._condition.notify_all()
+                if not self._pending:  # only wait_idle waits, for none pending
+                    self._condition.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until no teardown is pending (tests, shutdown)."""
