@@ -290,9 +290,12 @@ class Jail:
             and not record.memory_exceeded
         ):
             # Answer now; the jail's teardown (exit, unmapping, cgroup removal)
-            # happens off the request path.
+            # happens off the request path. It is stopped at once, not waited for:
+            # its figures are read, and the runner has nothing left to do, but a
+            # script may have left processes busy or kept the runner from exiting,
+            # and CPU spent after the report is outside both the limit and `usage`.
             record.log = bytes(self._log.data)
-            REAPER.call(functools.partial(self.close, patience=1.0))
+            REAPER.call(self.close)
         else:
             stopped = reported or record.stdout_truncated or record.report_truncated
             self.collect(
@@ -459,16 +462,14 @@ class Jail:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGTERM)
 
-    def close(self, patience: float = 0.0) -> None:
-        """End the jail if it still runs (after ``patience`` s for it to exit on its
-        own), reap nsjail, remove the jail's cgroups, release every fd. Safe to call
-        twice, and from two threads."""
+    def close(self) -> None:
+        """End the jail if it still runs, reap nsjail, remove the jail's cgroups,
+        release every fd. Safe to call twice, and from two threads."""
         with self._close_lock:
             if self.proc is not None:
                 if self.proc.returncode is None:
-                    if not patience:
-                        self.terminate()
-                    self._reap(grace=patience or 5.0)
+                    self.terminate()
+                    self._reap(grace=5.0)
                 self._remove_cgroups()
                 for stream in (self.proc.stdout, self.proc.stderr):
                     if stream is not None:

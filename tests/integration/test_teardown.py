@@ -4,11 +4,13 @@ killed, and a pool whose jails cannot start backs off instead of spinning. Real 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,8 +20,8 @@ from pyexec.jail import Jail
 from pyexec.pool import FAILURE_BACKOFF_SECONDS, JailPools
 from pyexec.settings import load_settings
 from pyexec.spawn import REAPER
-from tests.integration.host import JailTrace, proc_stat
-from tests.support import wait_until
+from tests.integration.host import JailTrace, children, proc_stat
+from tests.support import script, wait_until
 
 
 @pytest.fixture
@@ -74,6 +76,44 @@ def test_a_jail_is_reaped_as_soon_as_it_exits_with_or_without_a_pidfd(
     assert ready_jail.proc.returncode != -signal.SIGKILL
     assert REAPER.wait_idle(timeout=30)
     assert trace.remains() == []
+
+
+def test_a_jail_is_stopped_as_soon_as_its_report_is_read(ready_jail: Jail) -> None:
+    """A script that leaves processes busy and keeps the runner from exiting still gets
+    its answer, and the jail is stopped at once: CPU spent after the report counts
+    against no limit and is in no ``usage``. (Waiting a second for the runner to exit,
+    as the service once did, let these four processes take ~2 s of CPU on two cores.)"""
+    assert ready_jail.init_pid is not None
+    trace = JailTrace.of(ready_jail)
+    record = ready_jail.run(script("busy_after_report"))
+    assert json.loads(record.report)["result"] == "answered"
+    jailed = [ready_jail.init_pid, *children(ready_jail.init_pid)]
+    at_answer = {pid: _cpu(pid) for pid in jailed}
+    last_seen = dict(at_answer)
+    deadline = time.monotonic() + 30
+    while any(_cpu(pid) is not None for pid in jailed):
+        assert time.monotonic() < deadline, "the jail was not stopped"
+        for pid in jailed:
+            now = _cpu(pid)
+            if now is not None and at_answer[pid] is not None:
+                last_seen[pid] = now
+        time.sleep(0.01)
+    after_answer = sum((last_seen[pid] or 0.0) - (at_answer[pid] or 0.0) for pid in jailed)
+    assert after_answer < 0.5, f"{after_answer:.2f} s of CPU after the report"
+    assert REAPER.wait_idle(timeout=30)
+    assert trace.remains() == []
+
+
+def _cpu(pid: int) -> float | None:
+    """The CPU seconds ``pid`` has used, or None once it has ended (or is a zombie)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_no_pidfd_for_a_process_that_does_not_exist() -> None:
