@@ -321,6 +321,7 @@ def test_escape_syscalls_are_denied(api: Api) -> None:
         "io_uring_setup",
         "perf_event_open",
         "ptrace",
+        "open_tree_attr",
     ):
         assert result[name] == "EPERM", name
     assert result["clone3"] == "ENOSYS"

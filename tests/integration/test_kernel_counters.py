@@ -22,13 +22,16 @@ LIBC = ctypes.CDLL(None, use_errno=True)
 FULL_SHARE = 250
 
 
-def test_a_jail_cannot_take_inotify_fanotify_or_message_queues(api: Api) -> None:
+def test_a_jail_cannot_take_inotify_fanotify_message_queues_or_aio_contexts(api: Api) -> None:
     status, body = api.run_file("kernel_counters", HOLD="0")
     assert status == 200, body
     result: dict[str, Any] = body["result"]
     assert result["inotify_init1"] == "EPERM"
     assert result["fanotify_init"] == "EPERM"
     assert result["mq_open"] == "EPERM"
+    # AIO contexts are counted for the whole host: one jail took all 65536 (fs.aio-nr)
+    # and another jail's io_setup then failed, before seccomp denied it.
+    assert result["io_setup"] == "EPERM"
 
 
 def test_pending_signals_and_locked_memory_are_capped_per_jail(api: Api) -> None:

@@ -1,4 +1,5 @@
-# Try to take per-user kernel counters that the kernel charges to host root.
+# Try to take per-user kernel counters that the kernel charges to host root, and the
+# host-wide count of AIO contexts.
 import ctypes
 import errno
 import os
@@ -30,6 +31,7 @@ def main():
         "inotify_init1": attempt(lambda: libc.inotify_init1(0)),
         "fanotify_init": attempt(lambda: libc.syscall(300, 0, 0)),
         "mq_open": attempt(lambda: libc.syscall(240, b"pyexec", os.O_CREAT | os.O_RDWR, 0o600, None)),
+        "io_setup": attempt(lambda: libc.syscall(206, 1, ctypes.byref(ctypes.c_ulong(0)))),
         "mlock_32k": attempt(lambda: libc.mlock(buffer, 32 * 1024)),
         "mlock_256k": attempt(lambda: libc.mlock(buffer, 256 * 1024)),
         "timers": timers,
