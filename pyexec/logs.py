@@ -30,7 +30,10 @@ class JsonFormatter(logging.Formatter):
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["stack_trace"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False, allow_nan=False)
+        # ASCII only: a client's text (a path, a user agent) may hold U+2028 or U+0085,
+        # which JSON leaves raw but line readers (Python's splitlines among them) take
+        # for line breaks, cutting the record in two.
+        return json.dumps(entry, default=str, allow_nan=False)
 
 
 def configure() -> None:
@@ -67,7 +70,7 @@ def trace_fields(header: str | None, project: str) -> dict[str, Any]:
         "logging.googleapis.com/trace": f"projects/{project}/traces/{trace}" if project else trace
     }
     span = rest.split(";", 1)[0].strip()
-    if span.isdigit():
+    if span.isascii() and span.isdigit():  # isdigit alone takes "²" and other digits
         fields["logging.googleapis.com/spanId"] = span
     if rest.endswith("o=1"):
         fields["logging.googleapis.com/trace_sampled"] = True

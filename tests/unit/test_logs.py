@@ -113,6 +113,15 @@ def test_an_exception_comes_as_its_stack_trace() -> None:
     assert trace.endswith("ValueError: boom")
 
 
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085", "\x1c", "\x1e"])
+def test_a_client_s_line_separator_never_splits_a_line(separator: str) -> None:
+    """A path or user agent may carry what JSON leaves raw but line readers split on
+    (Python's splitlines: U+2028, U+2029, NEL and the ASCII separators)."""
+    line = JsonFormatter().format(_record(args=(f"/a{separator}b",)))
+    assert line.splitlines() == [line]
+    assert json.loads(line)["message"] == f"request /a{separator}b"
+
+
 def test_a_line_without_an_exception_has_no_stack_trace() -> None:
     assert "stack_trace" not in _format(_record())
 
@@ -216,6 +225,7 @@ def test_configure_twice_keeps_one_handler(pyexec_logger: logging.Logger) -> Non
         ),
         (f"{TRACE}/-5", "", {"logging.googleapis.com/trace": TRACE}),
         (f"{TRACE}/", "", {"logging.googleapis.com/trace": TRACE}),
+        (f"{TRACE}/\u00b2\u00b3", "", {"logging.googleapis.com/trace": TRACE}),
     ],
     ids=[
         "absent",
@@ -231,6 +241,7 @@ def test_configure_twice_keeps_one_handler(pyexec_logger: logging.Logger) -> Non
         "span not digits",
         "negative span",
         "empty span",
+        "superscript digits",
     ],
 )
 def test_trace_fields_from_the_cloud_trace_header(
