@@ -60,7 +60,15 @@ class BodyLimit:
         self.min_rate = min_rate
         self.inflight = inflight or InFlight(128 * 1024 * 1024)
 
-    def _too_large(self) -> BodyTooLarge:
+    def _too_large(self, size: int) -> BodyTooLarge:
+        """The 413 for a body over the limit (``size``: declared, or read so far), and
+        a log line: the refusal never reaches the app, whose line every other gets."""
+        log.info(
+            "request body too large",
+            extra={
+                "fields": {"kind": "body_too_large", "bytes": size, "limit_bytes": self.max_bytes}
+            },
+        )
         return BodyTooLarge(
             f"The request body is larger than the limit of {self.max_bytes} bytes."
         )
@@ -75,7 +83,7 @@ class BodyLimit:
             if not (declared.isascii() and declared.isdigit()) or int(declared[:19]) == 0:
                 return self._answer(environ, start_response, None)
             if len(declared) > 18 or int(declared) > self.max_bytes:
-                return to_wsgi(self._too_large(), start_response)
+                return to_wsgi(self._too_large(int(declared[:19])), start_response)
         wanted = self.max_bytes + 1 if chunked else int(declared)
         held = self.inflight.reserve(wanted)
         if held is None:
@@ -87,7 +95,7 @@ class BodyLimit:
             raise
         if data is None or len(data) > self.max_bytes:
             held.release()
-            refusal = self._too_slow(wanted) if data is None else self._too_large()
+            refusal = self._too_slow(wanted) if data is None else self._too_large(len(data))
             return to_wsgi(refusal, start_response)
         environ["wsgi.input"] = io.BytesIO(data)
         environ["CONTENT_LENGTH"] = str(len(data))

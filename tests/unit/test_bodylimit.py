@@ -107,15 +107,23 @@ def _assert_error(status: int, headers: dict[str, str], body: bytes, kind: str) 
 
 @pytest.mark.parametrize("declared", [LIMIT + 1, 10 * LIMIT, 2**40])
 def test_a_declared_length_over_the_limit_is_refused_without_reading_the_body(
-    declared: int,
+    declared: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = RecordingApp()
     environ = _environ(UnreadableInput(), str(declared))
-    status, headers, body = _call(app, environ)
+    with caplog.at_level(logging.INFO, logger="pyexec.http"):
+        status, headers, body = _call(app, environ)
     assert status == 413
     _assert_error(status, headers, body, "body_too_large")
     assert str(LIMIT) in json.loads(body)["error"]
     assert app.calls == 0
+    # The app never sees it, so the refusal has a log line of its own.
+    (record,) = [r for r in caplog.records if r.name == "pyexec.http"]
+    assert record.__dict__["fields"] == {
+        "kind": "body_too_large",
+        "bytes": declared,
+        "limit_bytes": LIMIT,
+    }
 
 
 @pytest.mark.parametrize("size", [1, LIMIT - 1, LIMIT])
@@ -140,15 +148,18 @@ def test_a_body_over_the_limit_gets_a_json_413_through_a_client() -> None:
 
 @pytest.mark.parametrize("declared", [None, "3"], ids=["no length", "a short length"])
 def test_a_chunked_body_over_the_limit_is_refused_after_limit_plus_one_bytes(
-    declared: str | None,
+    declared: str | None, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = RecordingApp()
     stream = CountingInput(b"x" * (LIMIT * 4))
-    status, headers, body = _call(app, _environ(stream, declared, chunked=True))
+    with caplog.at_level(logging.INFO, logger="pyexec.http"):
+        status, headers, body = _call(app, _environ(stream, declared, chunked=True))
     assert status == 413
     _assert_error(status, headers, body, "body_too_large")
     assert app.calls == 0
     assert stream.sizes == [LIMIT + 1]
+    (record,) = [r for r in caplog.records if r.name == "pyexec.http"]
+    assert record.__dict__["fields"]["bytes"] == LIMIT + 1
 
 
 @pytest.mark.parametrize("size", [1, 100, LIMIT])
