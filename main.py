@@ -95,6 +95,7 @@ flask.current_app.wsgi_app = BodyLimit(  # type: ignore[method-assign]
     SETTINGS.body_timeout_seconds,
     SETTINGS.body_min_rate,
     InFlight(SETTINGS.inflight_mb * 1024 * 1024),
+    SETTINGS.api_keys,
 )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import hmac
 import json
 import logging
 import math
@@ -19,6 +18,7 @@ from typing import Any
 
 import flask
 
+from pyexec import keys
 from pyexec.answers import Outcome
 from pyexec.errors import InvalidJson, Unauthorized, UnsupportedMediaType
 from pyexec.executor import Executor, shutting_down, starting, unavailable
@@ -56,21 +56,12 @@ class Service:
         ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``; every configured key is
         compared in constant time.
         """
-        if not self.settings.api_keys:
-            return
-        header = request.headers.get("Authorization", "")
-        if header[:7].lower() == "bearer ":
-            supplied = header[7:].strip()
-        else:
-            supplied = request.headers.get("X-API-Key", "").strip()
-        matched = False
-        for key in self.settings.api_keys:
-            matched |= hmac.compare_digest(supplied.encode(), key.encode())
-        if not matched:
-            raise Unauthorized(
-                "A valid API key is required: send 'Authorization: Bearer KEY' "
-                "or 'X-API-Key: KEY'."
-            )
+        if self.settings.api_keys and not keys.key_matches(
+            self.settings.api_keys,
+            request.headers.get("Authorization", ""),
+            request.headers.get("X-API-Key", ""),
+        ):
+            raise Unauthorized(keys.REFUSAL)
 
     def log_request(self, request: flask.Request, outcome: Outcome, started: float) -> Outcome:
         """Write the request's one structured log line; return the outcome with its id."""

@@ -18,6 +18,11 @@ expiry writes one log line with the bytes and seconds, so operators see attacks.
 Memory: a body reserves its length in the in-flight budget (pyexec/inflight.py)
 before it is read, an answer its length before it is sent; both are held until the
 server is done with the answer. When either does not fit: 503 ``overloaded``.
+
+Where API keys are configured, a request that carries a body without a valid key is
+refused (401) before anything is reserved or read: otherwise anyone could fill the
+budget with bodies declared large and then stalled, and every other request would
+get 503 (an adversarial review did it with 72 connections and no key).
 """
 
 from __future__ import annotations
@@ -29,9 +34,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from pyexec import keys
 from pyexec.answers import to_wsgi
 from pyexec.deadlines import WATCHDOG, Watch
-from pyexec.errors import AnswerTooLarge, BodyTooLarge, Overloaded, RequestTimeout
+from pyexec.errors import (
+    AnswerTooLarge,
+    BodyTooLarge,
+    Overloaded,
+    RequestTimeout,
+    Unauthorized,
+)
 from pyexec.inflight import InFlight, Reservation
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -53,9 +65,11 @@ class BodyLimit:
         read_timeout: float = 10.0,
         min_rate: int = 64 * 1024,
         inflight: InFlight | None = None,
+        api_keys: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.api_keys = api_keys
         self.read_timeout = read_timeout
         self.min_rate = min_rate
         self.inflight = inflight or InFlight(128 * 1024 * 1024)
@@ -78,12 +92,22 @@ class BodyLimit:
     ) -> Iterable[bytes]:
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
         declared = (environ.get("CONTENT_LENGTH") or "").strip()
-        if not chunked:  # chunked wins over any Content-Length (RFC 9112, 6.3)
-            # ASCII digits only ("²".isdigit() is true), and few enough for int().
-            if not (declared.isascii() and declared.isdigit()) or int(declared[:19]) == 0:
-                return self._answer(environ, start_response, None)
-            if len(declared) > 18 or int(declared) > self.max_bytes:
-                return to_wsgi(self._too_large(int(declared[:19])), start_response)
+        # A length is ASCII digits only ("²".isdigit() is true), and few enough for
+        # int(); chunked wins over any Content-Length (RFC 9112, 6.3).
+        has_length = declared.isascii() and declared.isdigit() and int(declared[:19]) > 0
+        if not chunked and not has_length:
+            return self._answer(environ, start_response, None)
+        if self.api_keys and not keys.key_matches(
+            self.api_keys,
+            environ.get("HTTP_AUTHORIZATION", ""),
+            environ.get("HTTP_X_API_KEY", ""),
+        ):
+            log.info(
+                "request body without a valid API key", extra={"fields": {"kind": "unauthorized"}}
+            )
+            return to_wsgi(Unauthorized(keys.REFUSAL), start_response)
+        if not chunked and (len(declared) > 18 or int(declared) > self.max_bytes):
+            return to_wsgi(self._too_large(int(declared[:19])), start_response)
         wanted = self.max_bytes + 1 if chunked else int(declared)
         held = self.inflight.reserve(wanted)
         if held is None:

@@ -124,6 +124,57 @@ def test_dripped_bodies_get_408_at_their_whole_body_deadline_and_others_are_serv
         assert answer["kind"] == "request_timeout"
 
 
+API_KEY = "k" * 24
+
+
+def test_with_api_keys_a_stalled_body_without_a_key_is_refused_at_once_holding_nothing(
+    live_server: Callable[..., LiveServer],
+) -> None:
+    """Bodies declared at the 8 MiB maximum and then stalled, from a client with no key,
+    get 401 at once, before any of the in-flight budget is held (tests/unit/
+    test_bodylimit.py checks that nothing is reserved). With 16 MB of budget, the first
+    would otherwise have held the large half for its body deadline (138 s) and the
+    others got 503."""
+    server = live_server(PYEXEC_API_KEYS=API_KEY, PYEXEC_INFLIGHT_MB="16")
+    attackers = []
+    try:
+        for _ in range(4):
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            sock.sendall(
+                b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 8388608\r\n\r\n{"
+            )
+            attackers.append(sock)
+        for sock in attackers:
+            status_line, _, body = _read_json_reply(sock, timeout=10).partition(b"\r\n\r\n")
+            assert status_line.startswith(b"HTTP/1.1 401"), status_line
+            answer = json.loads(body)
+            check_schema(401, answer)
+            assert answer["kind"] == "unauthorized"
+        request = urllib.request.Request(
+            f"{server.base}/execute",
+            data=json.dumps(HELLO).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status == 200
+            assert json.loads(answer.read())["result"] == "hello"
+    finally:
+        for sock in attackers:
+            sock.close()
+
+
+def _read_json_reply(sock: socket.socket, timeout: float) -> bytes:
+    """One answer whose body is a JSON object, read until it ends (the connection may
+    stay open): empty if none came within ``timeout``."""
+    sock.settimeout(timeout)
+    reply = b""
+    with contextlib.suppress(TimeoutError):
+        while not reply.endswith(b"}") and (chunk := sock.recv(65536)):
+            reply += chunk
+    return reply
+
+
 def _big_printout_client(port: int) -> socket.socket:
     """A client with a 4 KB receive buffer that asks for 1 MB of control characters
     (~6 MB of JSON escapes) and will never read the answer."""

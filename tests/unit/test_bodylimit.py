@@ -386,3 +386,75 @@ def test_an_answer_no_budget_could_ever_hold_is_a_final_400_not_a_503() -> None:
     assert "Retry-After" not in dict(headers)
     assert str(len(big)) in json.loads(body)["error"]
     assert budget.used() == (0, 0)
+
+
+KEY = "k" * 24
+
+
+class ReservationCounter(InFlight):
+    """An in-flight budget that counts the reservations asked of it."""
+
+    def __init__(self) -> None:
+        super().__init__(64 * LIMIT)
+        self.asked = 0
+
+    def reserve(self, size: int) -> Any:
+        self.asked += 1
+        return super().reserve(size)
+
+
+@pytest.mark.parametrize(
+    ("headers", "content_length", "chunked"),
+    [
+        ({}, str(LIMIT), False),
+        ({}, None, True),
+        ({"HTTP_AUTHORIZATION": "Bearer wrong-key-wrong-key"}, "10", False),
+        ({"HTTP_X_API_KEY": KEY[:-1]}, "10", False),
+        ({"HTTP_AUTHORIZATION": f"Bearer {KEY}x"}, str(10 * LIMIT), False),
+    ],
+    ids=["no key", "no key, chunked", "wrong bearer", "short x-api-key", "longer, too large"],
+)
+def test_with_api_keys_a_body_without_a_valid_key_is_refused_before_anything_is_held(
+    headers: dict[str, str],
+    content_length: str | None,
+    chunked: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Otherwise a client without a key could fill the in-flight budget with bodies
+    declared large and then stalled: every other request would get 503."""
+    app = RecordingApp()
+    inflight = ReservationCounter()
+    environ = {**_environ(UnreadableInput(), content_length, chunked=chunked), **headers}
+    limited = BodyLimit(app, LIMIT, READ_TIMEOUT, inflight=inflight, api_keys=(KEY,))
+    with caplog.at_level(logging.INFO, logger="pyexec.http"):
+        app_iter, status, response_headers = run_wsgi_app(limited, environ)
+        body = b"".join(app_iter)
+    _assert_error(401, dict(response_headers), body, "unauthorized")
+    assert status.startswith("401")
+    assert KEY not in body.decode()
+    assert (app.calls, inflight.asked, inflight.used()) == (0, 0, (0, 0))
+    (record,) = [r for r in caplog.records if r.name == "pyexec.http"]
+    assert record.__dict__["fields"] == {"kind": "unauthorized"}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"HTTP_AUTHORIZATION": f"Bearer {KEY}"}, {"HTTP_X_API_KEY": KEY}],
+    ids=["bearer", "x-api-key"],
+)
+def test_with_api_keys_a_body_with_a_valid_key_reaches_the_app(headers: dict[str, str]) -> None:
+    app = RecordingApp()
+    environ = {**_environ(io.BytesIO(b"x" * 10), "10"), **headers}
+    limited = BodyLimit(app, LIMIT, READ_TIMEOUT, api_keys=(KEY, "y" * 20))
+    _app_iter, status, _headers = run_wsgi_app(limited, environ)
+    assert status.startswith("200")
+    assert app.body == b"x" * 10
+
+
+def test_with_api_keys_a_request_without_a_body_is_the_app_s_to_answer() -> None:
+    """/healthz and the page take no key: the app decides, as without keys."""
+    app = RecordingApp()
+    limited = BodyLimit(app, LIMIT, READ_TIMEOUT, api_keys=(KEY,))
+    _app_iter, status, _headers = run_wsgi_app(limited, _environ(UnreadableInput(), None))
+    assert status.startswith("200")
+    assert app.calls == 1
