@@ -12,6 +12,8 @@ import dataclasses
 import json
 import logging
 import math
+import re
+import threading
 import time
 import uuid
 from typing import Any
@@ -20,8 +22,9 @@ import flask
 
 from pyexec import keys
 from pyexec.answers import Outcome
-from pyexec.errors import InvalidJson, Unauthorized, UnsupportedMediaType
+from pyexec.errors import InvalidJson, RequestError, Unauthorized, UnsupportedMediaType
 from pyexec.executor import Executor, shutting_down, starting, unavailable
+from pyexec.inflight import LARGE_BYTES
 from pyexec.logs import TRACE_HEADER, severity_for, trace_fields
 from pyexec.openapi import build_openapi
 from pyexec.schemas import RequestValidator
@@ -39,6 +42,7 @@ class Service:
         self.validator = RequestValidator(settings)
         self.openapi_document = build_openapi(settings)
         self._exit_hook = False
+        self._large_parse = threading.Lock()
 
     def warm_up(self) -> None:
         """In the serving process: start the sandbox self-test (and then the pool) in
@@ -104,7 +108,15 @@ class Service:
             raise UnsupportedMediaType(
                 "Send the request body as JSON with 'Content-Type: application/json'."
             )
-        body = _parse_json(request.get_data(cache=False))
+        raw = request.get_data(cache=False)
+        _refuse_bulky_structure(raw, self.settings.max_input_bytes)
+        if len(raw) > LARGE_BYTES:
+            # One large body parsed at a time: its objects can take ~20 times its
+            # bytes, and the parse holds the GIL.
+            with self._large_parse:
+                body = _parse_json(raw)
+        else:
+            body = _parse_json(raw)
         if isinstance(body, dict) and isinstance(body.get("script"), str):
             flask.g.script_chars = len(body["script"])
         script, limits, payload = self.validator.validate(body)
@@ -154,6 +166,35 @@ class Service:
                 "pool": self.executor.pools.idle_counts(),
                 **self.executor.enforcement(),
             },
+        )
+
+
+# A JSON string, its escapes included (the loop unrolled, so runs of plain
+# characters go in one step).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+# Arrays and objects a valid request can hold besides its input's: the request's own
+# object, files and output_files lists and their entries, limits.
+STRUCTURE_SLACK = 1000
+
+
+def _refuse_bulky_structure(raw: bytes, max_input_bytes: int) -> None:
+    """Refuse, before parsing, a body with more arrays and objects than any valid
+    request holds: each costs the parser a Python object of ~60 bytes from 2 or 3
+    bytes of JSON (8 MiB of ``[],`` took 3.3 s of the worker's CPU and ~190 MB, then
+    failed the input's limit anyway). Valid input has at most one per 2 bytes.
+
+    Counting brackets is cheap; only a body with many (a JSON file sent as text may
+    have them in its strings) is scanned again without its strings."""
+    most = max_input_bytes // 2 + STRUCTURE_SLACK
+    if raw.count(b"[") + raw.count(b"{") <= most:
+        return
+    outside = _JSON_STRING.sub(b"", raw)
+    containers = outside.count(b"[") + outside.count(b"{")
+    if containers > most:
+        raise RequestError(
+            f"The request body holds {containers} JSON arrays and objects; a request "
+            f"holds at most {most} (its input is at most {max_input_bytes} bytes of "
+            "JSON, PYEXEC_MAX_INPUT_BYTES). Send big data as a file instead."
         )
 
 

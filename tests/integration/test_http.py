@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +16,11 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
+import pyexec.api
 from pyexec.answers import INTERNAL_MESSAGE, KIND_STATUS, Outcome
 from pyexec.api import Service
 from pyexec.errors import JailUsedError
+from pyexec.inflight import LARGE_BYTES
 from pyexec.settings import Settings
 from tests.support import (
     PROJECT_DIR,
@@ -66,6 +71,58 @@ def test_body_not_json(api: Api) -> None:
 def test_body_not_utf8(api: Api) -> None:
     status, data = api.post(data=b'{"script": "\xff"}', content_type="application/json")
     assert (status, data["kind"]) == (400, "invalid_json")
+
+
+def test_a_body_of_empty_arrays_is_refused_before_it_is_parsed(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """8 MiB of ``[],`` as input: parsed, it took 3.3 s of the worker's CPU and ~190 MB
+    before the input's limit refused it; now it is refused unparsed."""
+    parsed: list[bytes] = []
+    monkeypatch.setattr(pyexec.api, "_parse_json", lambda raw: parsed.append(raw))
+    data = b'{"script": "def main(input):\n    return 1\n", "input": [' + b"[]," * 2_700_000
+    status, body = api.post(data=data + b"[]]}", content_type="application/json")
+    assert (status, body["kind"]) == (400, "bad_request")
+    assert "JSON arrays and objects" in body["error"]
+    assert parsed == []
+
+
+def test_large_bodies_are_parsed_one_at_a_time(
+    app_client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large body's parse can take ~20 times its bytes and holds the GIL: two are
+    never parsed at once. Small ones are not held up by it."""
+    inside = 0
+    most = 0
+    lock = threading.Lock()
+
+    def slow_parse(raw: bytes) -> Any:
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.3)
+        with lock:
+            inside -= 1
+        return {"script": 1}  # not a string: the schema refuses it
+
+    monkeypatch.setattr(pyexec.api, "_parse_json", slow_parse)
+
+    def post(size: int) -> int:
+        data = b'{"script": "' + b"x" * size + b'"}'
+        client = app_client.application.test_client()
+        response = client.post("/execute", data=data, content_type="application/json")
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        statuses = list(pool.map(post, [LARGE_BYTES + 10] * 3))
+    assert statuses == [400] * 3
+    assert most == 1
+    most = 0
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        statuses = list(pool.map(post, [100] * 3))
+    assert statuses == [400] * 3
+    assert most > 1
 
 
 def test_content_type_not_json_is_415(api: Api) -> None:

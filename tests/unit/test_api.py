@@ -1,4 +1,5 @@
-"""pyexec.api: the request body's JSON, parsed strictly.
+"""pyexec.api: the request body's JSON, parsed strictly, and refused unparsed when its
+structure alone would cost far more than any valid request's.
 
 Python's JSON parser accepts NaN, Infinity and -Infinity, and reads numbers too large
 for a float (1e999) as infinity; none of them is JSON, and every schema comparison with
@@ -11,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from pyexec.api import _parse_json
-from pyexec.errors import InvalidJson
+from pyexec.api import _parse_json, _refuse_bulky_structure
+from pyexec.errors import InvalidJson, RequestError
 
 
 def refusal(raw: bytes) -> str:
@@ -81,3 +82,38 @@ def test_finite_numbers_and_the_words_inside_strings_still_parse(raw: bytes, val
 )
 def test_other_bodies_that_are_not_json_keep_their_sentences(raw: bytes, message: str) -> None:
     assert refusal(raw) == message
+
+
+def _body_with_input(items: bytes) -> bytes:
+    return b'{"script": "def main(input):\\n    return 1\\n", "input": [' + items + b"0]}"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"script": "def main():\\n    return 1\\n"}',
+        _body_with_input(b"[]," * 500),  # as many as an input of 1,000 bytes can hold
+        # A JSON file sent as text: its brackets are in a string, so they cost nothing.
+        b'{"script": "x", "files": [{"path": "a.json", "content": "' + b"[{}]," * 50_000 + b'"}]}',
+        # Escaped quotes inside the string do not end it.
+        b'{"script": "x", "files": [{"path": "a", "content": "\\"' + b"[]" * 5_000 + b'\\""}]}',
+    ],
+    ids=["hello", "input at its limit", "a JSON file as text", "escaped quotes"],
+)
+def test_a_body_whose_structure_a_valid_request_can_have_passes(raw: bytes) -> None:
+    _refuse_bulky_structure(raw, max_input_bytes=1000)
+
+
+@pytest.mark.parametrize(
+    "items",
+    [b"[]," * 1_600, b"{}," * 1_600, b"[" * 1_600 + b"]" * 1_600 + b","],
+    ids=["arrays", "objects", "nested"],
+)
+def test_a_body_with_more_arrays_and_objects_than_a_request_holds_is_refused_unparsed(
+    items: bytes,
+) -> None:
+    with pytest.raises(RequestError) as caught:
+        _refuse_bulky_structure(_body_with_input(items), max_input_bytes=1000)
+    assert caught.value.kind == "bad_request"
+    assert "a request holds at most 1500" in caught.value.message
+    assert "PYEXEC_MAX_INPUT_BYTES" in caught.value.message
