@@ -317,7 +317,10 @@ class Jail:
         and dropped.
         """
         max_output = self.settings.max_output_bytes
-        stdout, stderr = (Capture(fd, max_output) for fd in self._outputs())
+        stdout_fd, stderr_fd = self._outputs()
+        # Past its cap, stdout stops the jail (output_limit); stderr is only cut, and
+        # read at a pace of the service's choosing.
+        stdout, stderr = Capture(stdout_fd, max_output), Capture(stderr_fd, max_output, paced=True)
         outputs = (stdout, stderr, self._result)
         deadline = time.monotonic() + limits.timeout_seconds
         cpu_budget_ms = limits.cpu_seconds * 1000

@@ -4,6 +4,7 @@ and per-request limits within the server's maxima."""
 from __future__ import annotations
 
 import resource
+import time
 from typing import Any
 
 import pytest
@@ -28,6 +29,19 @@ def test_stderr_flood_is_cut_and_flagged(api: Api) -> None:
     assert status == 200
     assert body["stderr_truncated"] is True
     assert len(body["stderr"]) == 1024 * 1024
+
+
+def test_an_endless_stderr_flood_is_cut_and_costs_the_service_little(api: Api) -> None:
+    """Past its cap stderr is read one pipe's worth every 20 ms, not as fast as the
+    script writes: the drain in this (the request's) thread once took 0.6 s of CPU
+    per second of flood. The script is not stopped for it: its time limit ends it."""
+    started = time.thread_time()
+    status, body = api.post({"script": script("stderr_forever"), "timeout_seconds": 2})
+    spent = time.thread_time() - started
+    assert (status, body["kind"]) == (400, "timeout")
+    assert body["stderr_truncated"] is True
+    assert len(body["stderr"]) == 1024 * 1024
+    assert spent < 0.4, f"{spent:.2f} s of the service's CPU"
 
 
 def test_usage_counts_cpu_and_memory(api: Api) -> None:

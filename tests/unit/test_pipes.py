@@ -3,6 +3,7 @@ selector that reads every capture and writes the pending bytes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -49,8 +50,8 @@ def os_pipes() -> Iterator[Pipes]:
 class CountingCapture(Capture):
     """A Capture that counts how often it is read."""
 
-    def __init__(self, fd: int, cap: int) -> None:
-        super().__init__(fd, cap)
+    def __init__(self, fd: int, cap: int, paced: bool = False) -> None:
+        super().__init__(fd, cap, paced)
         self.reads = 0
 
     def read(self) -> int:
@@ -271,3 +272,25 @@ def test_a_broken_pipe_on_the_writer_counts_as_written(
         pipe_set.pump(0.01)
         pipe_set.pump(0.01)
     assert counting_os.writes == 1
+
+
+@pytest.mark.parametrize("paced", [True, False])
+def test_a_paced_capture_past_its_cap_is_read_one_chunk_per_interval(
+    os_pipes: Pipes, paced: bool
+) -> None:
+    """A writer that never stops (a stderr flood) is read as fast as it writes unless
+    its capture is paced: then once per PACED_READ_SECONDS, and it is not stopped."""
+    read_fd, write_fd = os_pipes.make()
+    os.set_blocking(write_fd, False)
+    capture = CountingCapture(read_fd, 10, paced=paced)
+    seconds = 0.2
+    with PipeSet([capture]) as pipe_set:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            with contextlib.suppress(BlockingIOError):
+                os.write(write_fd, b"x" * 65536)  # keep the pipe full
+            pipe_set.pump(left)
+    assert capture.truncated
+    assert capture.data == b"x" * 10
+    most = seconds / pipes.PACED_READ_SECONDS + 3
+    assert (capture.reads <= most) == paced, capture.reads
