@@ -21,6 +21,7 @@ class ProcStat:
     state: str
     ppid: int
     started: int  # clock ticks after boot: a reused pid has another
+    cpu_seconds: float  # user and system
 
 
 def proc_stat(pid: int) -> ProcStat | None:
@@ -31,7 +32,12 @@ def proc_stat(pid: int) -> ProcStat | None:
         return None
     # After the command name (which may hold spaces and parentheses): field 3 on.
     fields = text.rsplit(")", 1)[1].split()
-    return ProcStat(state=fields[0], ppid=int(fields[1]), started=int(fields[19]))
+    return ProcStat(
+        state=fields[0],
+        ppid=int(fields[1]),
+        started=int(fields[19]),
+        cpu_seconds=(int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"),
+    )
 
 
 def children(pid: int) -> list[int]:

@@ -10,7 +10,6 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -106,14 +105,8 @@ def test_a_jail_is_stopped_as_soon_as_its_report_is_read(ready_jail: Jail) -> No
 
 def _cpu(pid: int) -> float | None:
     """The CPU seconds ``pid`` has used, or None once it has ended (or is a zombie)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    stat = proc_stat(pid)
+    return None if stat is None or stat.state in ("Z", "X") else stat.cpu_seconds
 
 
 def test_no_pidfd_for_a_process_that_does_not_exist() -> None:
