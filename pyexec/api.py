@@ -8,6 +8,7 @@ which ``pyexec.answers`` turns into its answer.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import json
 import logging
@@ -110,12 +111,9 @@ class Service:
             )
         raw = request.get_data(cache=False)
         _refuse_bulky_structure(raw, self.settings.max_input_bytes)
-        if len(raw) > LARGE_BYTES:
-            # One large body parsed at a time: its objects can take ~20 times its
-            # bytes, and the parse holds the GIL.
-            with self._large_parse:
-                body = _parse_json(raw)
-        else:
+        # One large body parsed at a time: its objects can take ~20 times its bytes,
+        # and the parse holds the GIL.
+        with self._large_parse if len(raw) > LARGE_BYTES else contextlib.nullcontext():
             body = _parse_json(raw)
         if isinstance(body, dict) and isinstance(body.get("script"), str):
             flask.g.script_chars = len(body["script"])
