@@ -18,15 +18,38 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SANDBOX_DIR=/opt/pyexec/sandbox
-SERVICE_PYTHON=${PYTHON:-python3}
 what=${1:-all}
 
 stamp() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
-want=$(stamp requirements/service.txt requirements/dev.txt)
+has_debian_venv() { /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; }
+
+# Debian's python3 and its venv module: the sandbox is built on them, and as root the
+# service's .venv is too (below), so they come first.
+if [ "$what" != venv ] && [ "$(id -u)" = 0 ] && ! has_debian_venv; then
+    echo "setup: installing Debian's python3 and python3-venv"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+fi
+
+# The service's interpreter (PYTHON overrides): Debian's /usr/bin/python3 where it can
+# make a venv, the interpreter the jail runs too, as in the image, where the service
+# and the sandbox share the image's python3. Debian builds it with PGO and LTO; an
+# unoptimized build (pyenv's default, the reference machine's `python3`) cost the
+# worker ~7% more CPU per request (docs/performance.md, issue 20). Else `python3`.
+if [ -n "${PYTHON:-}" ]; then
+    SERVICE_PYTHON=$PYTHON
+elif has_debian_venv; then
+    SERVICE_PYTHON=/usr/bin/python3
+else
+    SERVICE_PYTHON=python3
+fi
+interpreter=$(readlink -f "$(command -v "$SERVICE_PYTHON")")
+
+want=$(stamp requirements/service.txt requirements/dev.txt <(echo "$interpreter"))
 if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
-    echo "setup: installing the service environment in .venv"
-    "$SERVICE_PYTHON" -m venv .venv
+    echo "setup: installing the service environment in .venv (over $interpreter)"
+    "$SERVICE_PYTHON" -m venv --clear .venv
     .venv/bin/pip install -q --disable-pip-version-check --require-hashes --no-deps \
         -r requirements/service.txt -r requirements/dev.txt
     echo "$want" > .venv/.installed
@@ -37,12 +60,6 @@ if [ "$(id -u)" != 0 ]; then
     echo "setup: run as root: nsjail needs it to map the jail's uid and use cgroups" >&2
     echo "setup: (scripts/setup.sh venv, enough for make unit, needs no root)" >&2
     exit 1
-fi
-
-if ! /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; then
-    echo "setup: installing Debian's python3 and python3-venv for the sandbox"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
 fi
 
 want=$(stamp requirements/sandbox.txt)
