@@ -295,7 +295,7 @@ class Jail:
             # script may have left processes busy or kept the runner from exiting,
             # and CPU spent after the report is outside both the limit and `usage`.
             record.log = bytes(self._log.data)
-            REAPER.call(self.close)
+            self._stop_after_answer()
         else:
             stopped = reported or record.stdout_truncated or record.report_truncated
             self.collect(
@@ -306,6 +306,18 @@ class Jail:
                 or record.memory_exceeded,
             )
         return record
+
+    def _stop_after_answer(self) -> None:
+        """Signal nsjail now and leave its teardown to the exit watch, which runs it
+        once nsjail has exited (spawn.Reaper.after_exit): by then this request's
+        answer is usually on its way, and no thread was woken meanwhile. Without a
+        pidfd, a reaper thread waits for it."""
+        self.terminate()
+        with self._close_lock:  # no close() can release the pidfd meanwhile
+            if self._exit_fd is not None:
+                REAPER.after_exit(self._exit_fd, self.close)
+                return
+        REAPER.call(self.close)
 
     def _exchange(
         self, request: bytes, limits: Limits, record: RunRecord, meter: CpuMeter

@@ -13,6 +13,7 @@ import logging
 import mmap
 import os
 import queue
+import select
 import shutil
 import subprocess
 import threading
@@ -25,6 +26,9 @@ from pyexec.kernelfiles import read_kernel_file, write_kernel_file
 log = logging.getLogger("pyexec")
 # Teardowns that may run at once (pyexec.spawn.Reaper).
 REAPER_THREADS = 64
+# How long the exit watch waits for a process it was given before it hands the
+# teardown to a reaper thread, whose teardown stops a stuck nsjail the hard way.
+EXIT_WATCH_SECONDS = 5.0
 
 # nsjail gets SIGKILL if the service process dies, however it dies (its own
 # PR_SET_PDEATHSIG then takes the jail down): no jail outlives the service. The
@@ -219,6 +223,12 @@ class Reaper:
     per teardown cost ~0.1 ms of the worker's CPU, two or three per request), up to
     REAPER_THREADS at once: a teardown may wait seconds for a stuck jail, and must not
     hold the others up.
+
+    A jail that has answered is first only signalled, and its teardown waits in one
+    exit-watch thread (``after_exit``) on nsjail's pidfd, with every other such jail's,
+    in one epoll set: handing it to a reaper thread at once woke that thread while the
+    request's own thread still ran, only for it to contend for the GIL and then sleep
+    on the pidfd (issue 20).
     """
 
     def __init__(self) -> None:
@@ -226,17 +236,67 @@ class Reaper:
         self._pending = 0
         self._threads: ThreadPoolExecutor | None = None
         self._pid = 0
+        # The exit watch: an epoll set of pidfds (the watch's own duplicates), each
+        # fd's teardown and the time after which a reaper thread takes it over.
+        self._exits: select.epoll | None = None
+        self._watched: dict[int, tuple[Callable[[], object], float]] = {}
+        self._watch_pid = 0
 
     def call(self, work: Callable[[], object]) -> None:
         """Run ``work`` in a background thread that ``wait_idle`` accounts for."""
         with self._condition:
             self._pending += 1
+        self._submit(work)
+
+    def _submit(self, work: Callable[[], object]) -> None:
+        """Run ``work``, already counted as pending, on a reaper thread."""
+        with self._condition:
             # After a fork (gunicorn's worker) the parent's threads do not exist here.
             if self._threads is None or self._pid != os.getpid():
                 self._threads = ThreadPoolExecutor(REAPER_THREADS, "jail-reaper")
                 self._pid = os.getpid()
             threads = self._threads
         threads.submit(self._run, work)
+
+    def after_exit(self, pidfd: int, work: Callable[[], object]) -> None:
+        """Run ``work`` once the process of ``pidfd`` has exited (so that it finds
+        nothing left to wait for), in the exit-watch thread; after EXIT_WATCH_SECONDS
+        on a reaper thread instead. ``pidfd`` stays the caller's: the watch sleeps on
+        a duplicate, so the caller may close its own at any time. Counted by
+        ``wait_idle`` from now."""
+        watched = os.dup(pidfd)
+        with self._condition:
+            self._pending += 1
+            self._watched[watched] = (work, time.monotonic() + EXIT_WATCH_SECONDS)
+            # After a fork (gunicorn's worker) the parent's thread does not exist here.
+            if self._exits is None or self._watch_pid != os.getpid():
+                self._exits = select.epoll()
+                self._watch_pid = os.getpid()
+                threading.Thread(
+                    target=self._watch_exits, args=(self._exits,), name="jail-exits", daemon=True
+                ).start()
+            # A sleeping epoll_wait sees an fd added from another thread: no wake-up.
+            self._exits.register(watched, select.EPOLLIN | select.EPOLLONESHOT)
+
+    def _watch_exits(self, exits: select.epoll) -> None:
+        """The exit watch: run the teardown of each process that has exited, and hand
+        to a reaper thread those that have not within EXIT_WATCH_SECONDS."""
+        timeout = EXIT_WATCH_SECONDS
+        while True:
+            events = exits.poll(timeout)
+            now = time.monotonic()
+            exited = {fd for fd, _mask in events}
+            with self._condition:
+                late = {fd for fd, (_work, after) in self._watched.items() if after <= now}
+                ended = [(fd, self._watched.pop(fd)[0]) for fd in exited | late]
+                soonest = min((after for _work, after in self._watched.values()), default=None)
+            timeout = EXIT_WATCH_SECONDS if soonest is None else max(0.0, soonest - now)
+            for fd, work in ended:
+                os.close(fd)  # also takes it out of the epoll set
+                if fd in exited:
+                    self._run(work)
+                else:  # still running: a reaper thread's teardown stops it
+                    self._submit(work)
 
     def _run(self, work: Callable[[], object]) -> None:
         try:
