@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import statistics
 import sys
 import threading
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import percentile, rss_mib
+from bench import percentile, rss_mib, worker_cpu_seconds
 from tests.live_server import serve
 
 Check = Callable[[int, dict[str, Any]], bool]
@@ -158,13 +157,6 @@ def run_phase(
         f"p99 {1000 * percentile(ok, 0.99) if ok else 0:.0f} ms"
     )
     return phase
-
-
-def worker_cpu_seconds(master: int) -> float:
-    """User + system CPU of the gunicorn worker (the master's only child) so far."""
-    (worker,) = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    fields = Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:
