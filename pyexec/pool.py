@@ -31,6 +31,7 @@ from pyexec.cgroups import CgroupSupport
 from pyexec.errors import JailStartError
 from pyexec.jail import Jail
 from pyexec.settings import Settings
+from pyexec.spawn import LAUNCHER
 
 log = logging.getLogger("pyexec.pool")
 
@@ -80,18 +81,20 @@ class JailPools:
         # Held for a whole close(): shutdown's close waits for one that a SIGTERM
         # handler's thread already began, so no jail outlives shutdown's sweep.
         self._closing = threading.Lock()
-        self._workers: list[threading.Thread] = []
+        # Set by each refill worker when it has left its loop (it then lives on
+        # until the jails it started have exited: spawn.Launcher.start_here).
+        self._workers_done: list[threading.Event] = []
 
     def start(self) -> None:
         """Start the refill workers (none when the pool size is 0)."""
         if sum(pool.size for pool in self._all) == 0:
             return
         for index in range(self.settings.pool_refill):
-            worker = threading.Thread(
-                target=self._refill_loop, name=f"pool-refill-{index}", daemon=True
-            )
-            worker.start()
-            self._workers.append(worker)
+            done = threading.Event()
+            threading.Thread(
+                target=self._refill_loop, args=(done,), name=f"pool-refill-{index}", daemon=True
+            ).start()
+            self._workers_done.append(done)
 
     def pool_for(self, script: str) -> _Pool:
         """The chart pool if the script names matplotlib, the heavy pool if it names a
@@ -185,13 +188,21 @@ class JailPools:
                 stale.append(pool.ready.popleft())
         return stale
 
-    def _refill_loop(self) -> None:
-        while not self._closed:
-            try:
-                self._refill_step()
-            except Exception:
-                log.exception("refill worker error")
-                time.sleep(FAILURE_BACKOFF_SECONDS)
+    def _refill_loop(self, done: threading.Event) -> None:
+        """Refill until the pools close. The worker starts its jails itself, with no
+        hand-off to the launcher thread, so it outlives them: a jail handed to a
+        request may run on after the pools close (shutdown's grace)."""
+        LAUNCHER.start_here()
+        try:
+            while not self._closed:
+                try:
+                    self._refill_step()
+                except Exception:
+                    log.exception("refill worker error")
+                    time.sleep(FAILURE_BACKOFF_SECONDS)
+        finally:
+            done.set()
+            LAUNCHER.outlive_jails()
 
     def _refill_step(self) -> None:
         """Recycle idle jails and start one jail where the pool is short (or wait)."""
@@ -264,5 +275,5 @@ class JailPools:
                 self._refill_due.notify_all()
             for jail in jails:
                 jail.close()
-            for worker in self._workers:
-                worker.join(timeout=self.settings.startup_timeout_seconds + 5)
+            for done in self._workers_done:
+                done.wait(timeout=self.settings.startup_timeout_seconds + 5)

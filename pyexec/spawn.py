@@ -154,11 +154,15 @@ def lower_own_oom_score() -> bool:
 
 
 class Launcher:
-    """Starts every nsjail process from one long-lived thread.
+    """Starts every nsjail process from a thread that outlives it.
 
     PR_SET_PDEATHSIG (nsjail's own, or setpriv's) fires when the *thread* that forked the
-    process exits, not the process: a jail started from a refill worker or the
-    self-test thread would be killed when that thread ends, even mid-request.
+    process exits, not the process: a jail started from a thread that ends (a
+    request's, the self-test's) would be killed with it, even mid-request. So nsjail
+    is started from one long-lived launcher thread; or, without that hand-off (two
+    thread wake-ups, ~3% of the worker's CPU per request: issue 20), from a thread
+    that has said it will outlive what it starts (``start_here``, the pool's refill
+    workers), which must then call ``outlive_jails`` before it ends.
     """
 
     def __init__(self) -> None:
@@ -168,9 +172,37 @@ class Launcher:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        # The threads that start their own nsjails (start_here), each with those it
+        # started that may not have been reaped yet; and the process they belong to.
+        self._started_here: dict[int, list[subprocess.Popen[bytes]]] = {}
+        self._started_here_pid = 0
+
+    def start_here(self) -> None:
+        """From now on, start the calling thread's nsjails in that thread. The caller
+        promises to call ``outlive_jails`` before it ends."""
+        if self._started_here_pid != os.getpid():  # after a fork: not the parent's
+            self._started_here = {}
+            self._started_here_pid = os.getpid()
+        self._started_here[threading.get_ident()] = []
+
+    def outlive_jails(self, poll_seconds: float = 0.05) -> None:
+        """Block the calling thread until every nsjail it started itself has exited:
+        their death signal fires when this thread ends. Called by a thread that used
+        ``start_here``, as the last thing before it ends."""
+        started = self._started_here.pop(threading.get_ident(), [])
+        while any(not _exited(process) for process in started):
+            time.sleep(poll_seconds)
 
     def popen(self, argv: list[str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
-        """Start ``argv`` from the launcher thread and return its Popen."""
+        """Start ``argv``, from this thread if it has said it will outlive what it
+        starts (``start_here``), else from the launcher thread; return its Popen."""
+        if self._started_here_pid == os.getpid():
+            started = self._started_here.get(threading.get_ident())
+            if started is not None:
+                started[:] = [process for process in started if process.returncode is None]
+                process = _start(argv, pass_fds)
+                started.append(process)
+                return process
         with self._lock:
             # After a fork (gunicorn's worker) the parent's thread does not exist here.
             if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
@@ -189,28 +221,41 @@ class Launcher:
         while True:
             argv, pass_fds, future = requests.get()
             try:
-                future.set_result(
-                    subprocess.Popen(
-                        argv,
-                        # Nothing of the service's environment (its secrets among
-                        # it) reaches nsjail, which needs none: the jail's own is
-                        # nsjail.cfg's envar lines. Without a locale, setpriv also
-                        # starts ~0.2 ms sooner.
-                        env={},
-                        # Opened afresh for each nsjail: an fd kept for all of them
-                        # would become some other file's if anything closed it.
-                        stdin=subprocess.DEVNULL,
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE,
-                        # Unbuffered: only the pipes' fds are used (pyexec.pipes),
-                        # and a buffered reader costs a seek test per pipe.
-                        bufsize=0,
-                        pass_fds=pass_fds,
-                        start_new_session=True,
-                    )
-                )
+                future.set_result(_start(argv, pass_fds))
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 future.set_exception(exc)
+
+
+def _start(argv: list[str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
+    """Start one nsjail (from a thread that outlives it: see Launcher)."""
+    return subprocess.Popen(
+        argv,
+        # Nothing of the service's environment (its secrets among it) reaches nsjail,
+        # which needs none: the jail's own is nsjail.cfg's envar lines. Without a
+        # locale, setpriv also starts ~0.2 ms sooner.
+        env={},
+        # Opened afresh for each nsjail: an fd kept for all of them would become
+        # some other file's if anything closed it.
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # Unbuffered: only the pipes' fds are used (pyexec.pipes), and a buffered
+        # reader costs a seek test per pipe.
+        bufsize=0,
+        pass_fds=pass_fds,
+        start_new_session=True,
+    )
+
+
+def _exited(process: subprocess.Popen[bytes]) -> bool:
+    """Whether ``process`` has exited, without reaping it (its jail's teardown reaps
+    it, for its rusage)."""
+    if process.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # reaped meanwhile
+        return True
 
 
 LAUNCHER = Launcher()

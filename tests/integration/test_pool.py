@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,6 +193,30 @@ def test_close_leaves_no_jail() -> None:
     assert len(traces) == 3
     assert REAPER.wait_idle(timeout=30)
     assert [trace.remains() for trace in traces] == [[], [], []]
+
+
+def test_a_jail_handed_out_before_close_runs_its_script_to_the_end() -> None:
+    """The refill worker that started a jail (without the launcher thread: its death
+    signal fires when that thread ends) outlives it: a request that took the jail
+    before the pools closed (shutdown's grace) still gets its answer, and the worker
+    ends once the jail is gone."""
+    settings = make_settings(PYEXEC_POOL_REFILL="1")
+    pools = JailPools(settings, prepare_cgroups(settings.cgroup_parent))
+    before = set(threading.enumerate())
+    pools.start()
+    (worker,) = set(threading.enumerate()) - before
+    try:
+        assert pools.wait_full(timeout=60)
+        jail, warm = pools.acquire("def main():\n    return 1\n")
+        assert warm
+    finally:
+        pools.close()
+    assert worker.is_alive()  # left its loop, waits for the jail it started
+    source = "import time\n\ndef main():\n    time.sleep(1)\n    return 'after close'\n"
+    assert run(jail, source) == {"status": "ok", "result": "after close"}
+    assert REAPER.wait_idle(timeout=30)
+    worker.join(timeout=10)
+    assert not worker.is_alive()
 
 
 def test_one_byte_writes_cost_the_service_a_read_per_batch_not_per_byte(
