@@ -14,8 +14,10 @@ from pyexec.kernelfiles import KernelFile, open_kernel_file, read_kernel_file, w
 
 @pytest.mark.parametrize("path", ["/proc/self/limits", "/proc/self/stat", "/proc/meminfo"])
 def test_a_proc_file_reads_as_read_text_would(path: str) -> None:
+    """The first fields of the first line: the rest of /proc/self/stat (CPU times,
+    faults) may move between the two reads."""
     first = read_kernel_file(path)
-    assert first.splitlines()[0] == Path(path).read_text().splitlines()[0]
+    assert first.splitlines()[0].split()[:3] == Path(path).read_text().splitlines()[0].split()[:3]
     assert first.endswith("\n")
 
 
