@@ -65,6 +65,7 @@ def test_no_network_at_all(api: Api, listening_port: int) -> None:
         assert result[attempt] in ("PermissionError", "URLError"), attempt
     assert result["dns"] in ("gaierror", "PermissionError")
     assert result["unix_pair"] == "CONNECTED"
+    assert result["addresses"] == ""  # not even loopback is up
 
 
 def test_no_secrets_environment_or_service_files(api: Api) -> None:

@@ -31,4 +31,6 @@ def main():
         "raw": attempt(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW)),
         "netlink": attempt(lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW)),
         "unix_pair": attempt(socket.socketpair),
+        # The namespace's own addresses (::1 when loopback is up), as /proc shows them.
+        "addresses": open("/proc/self/net/if_inet6").read(),
     }
