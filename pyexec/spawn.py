@@ -311,15 +311,17 @@ class Reaper:
         ``wait_idle`` from now."""
         watched = os.dup(pidfd)
         with self._condition:
-            self._pending += 1
-            self._watched[watched] = (work, time.monotonic() + EXIT_WATCH_SECONDS)
-            # After a fork (gunicorn's worker) the parent's thread does not exist here.
+            # After a fork (gunicorn's worker) the parent's thread, and what it
+            # watched, are not this process's.
             if self._exits is None or self._watch_pid != os.getpid():
                 self._exits = select.epoll()
+                self._watched = {}
                 self._watch_pid = os.getpid()
                 threading.Thread(
                     target=self._watch_exits, args=(self._exits,), name="jail-exits", daemon=True
                 ).start()
+            self._pending += 1
+            self._watched[watched] = (work, time.monotonic() + EXIT_WATCH_SECONDS)
             # A sleeping epoll_wait sees an fd added from another thread: no wake-up.
             self._exits.register(watched, select.EPOLLIN | select.EPOLLONESHOT)
 
